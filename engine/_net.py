@@ -1,0 +1,271 @@
+"""A fully connected network: Affine -> [BatchNorm] -> activation -> [Dropout], repeated."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Literal, cast
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from ._errors import ConfigError
+from ._layers import (
+    Affine,
+    BatchNorm,
+    Dropout,
+    Layer,
+    LossLayer,
+    ReLU,
+    Sigmoid,
+    SoftmaxWithLoss,
+    SquaredErrorLoss,
+    Tanh,
+)
+from ._parameter import Parameter
+
+__all__ = ["ACTIVATIONS", "LOSSES", "WEIGHT_INITS", "MultiLayerNet", "init_scale"]
+
+Array = NDArray[np.floating]
+Activation = Literal["relu", "sigmoid", "tanh"]
+WeightInit = Literal["std", "xavier", "he"]
+Loss = Literal["cross_entropy", "squared_error"]
+
+ACTIVATIONS: dict[str, type[Layer]] = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh}
+LOSSES: dict[str, type[LossLayer]] = {"cross_entropy": SoftmaxWithLoss, "squared_error": SquaredErrorLoss}
+WEIGHT_INITS = ("std", "xavier", "he")
+
+
+def init_scale(weight_init: str, fan_in: int, std: float = 0.01) -> float:
+    """Standard deviation of the initial weights of a layer with ``fan_in`` inputs.
+
+    Args:
+        weight_init: ``"std"`` (a fixed ``std``), ``"xavier"`` (``sqrt(1/fan_in)``, for sigmoid and
+            tanh) or ``"he"`` (``sqrt(2/fan_in)``, for ReLU).
+        fan_in: Number of inputs of the layer.
+        std: The fixed standard deviation used by ``"std"``.
+    """
+    if weight_init == "std":
+        return std
+    if weight_init == "xavier":
+        return float(np.sqrt(1.0 / fan_in))
+    if weight_init == "he":
+        return float(np.sqrt(2.0 / fan_in))
+    raise ConfigError(f"weight_init must be one of {', '.join(WEIGHT_INITS)}, got {weight_init!r}")
+
+
+class MultiLayerNet:
+    """A multi-layer perceptron for classification.
+
+    One training step is one forward pass and one backward pass: :meth:`loss_and_grad` returns
+    the loss of the very forward pass whose gradients it leaves in ``param.grad``.
+
+    Parameters are stored twice over without copying: ``params`` lists each layer's arrays
+    (``W1``, ``b1``, ...), and ``flat_params`` holds the same memory as two flat parameters, the
+    weight matrices (decayed) and the rest. Every optimizer here is elementwise, so stepping
+    ``flat_params`` is the same update as stepping ``params``, in 2 NumPy calls instead of 2 per
+    layer; the L2 penalty and its gradient are one call each for the same reason.
+
+    Args:
+        input_size: Number of input features.
+        hidden_sizes: Width of each hidden layer, e.g. ``[100] * 6``.
+        output_size: Number of classes.
+        activation: ``"relu"``, ``"sigmoid"`` or ``"tanh"``.
+        weight_init: ``"std"``, ``"xavier"`` or ``"he"`` (see :func:`init_scale`).
+        init_std: The standard deviation used by ``weight_init="std"``.
+        batchnorm: Insert batch normalization before each hidden activation.
+        dropout: Dropout rate after each hidden activation (0 disables it).
+        weight_decay: L2 coefficient ``lambda``; the loss gains ``lambda/2 * sum(W**2)`` over all
+            weight matrices (not biases or batch-norm parameters).
+        loss: ``"cross_entropy"`` (softmax with loss) or ``"squared_error"``.
+        dtype: Floating dtype of parameters and computation (float32 by default).
+        rng: Generator (or seed) for the initial weights and the dropout masks.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_sizes: Sequence[int],
+        output_size: int,
+        *,
+        activation: Activation | str = "relu",
+        weight_init: WeightInit | str = "he",
+        init_std: float = 0.01,
+        batchnorm: bool = False,
+        dropout: float = 0.0,
+        weight_decay: float = 0.0,
+        loss: Loss | str = "cross_entropy",
+        dtype: DTypeLike = np.float32,
+        rng: np.random.Generator | int | None = None,
+    ) -> None:
+        dt = np.dtype(dtype)
+        if dt.kind != "f":
+            raise ConfigError(f"dtype must be a floating type, got {dt}")
+        self.dtype: np.dtype[np.floating] = cast("np.dtype[np.floating]", dt)
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if loss not in LOSSES:
+            raise ConfigError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
+        if not 0 <= dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1), got {dropout}")
+        if not (weight_decay >= 0 and np.isfinite(weight_decay)):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {weight_decay}")
+        sizes = [int(input_size), *(int(h) for h in hidden_sizes), int(output_size)]
+        if min(sizes) < 1:
+            raise ConfigError(f"layer sizes must be positive, got {sizes}")
+        if weight_init == "std" and not (init_std > 0 and np.isfinite(init_std)):
+            raise ConfigError(f"init_std must be a finite number > 0, got {init_std}")
+
+        self.sizes = sizes
+        self.weight_decay = float(weight_decay)
+        # Separate streams so adding dropout does not change the initial weights of a seed.
+        init_rng, self.dropout_rng = _split_rng(rng)
+
+        self.layers: list[Layer] = []
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+            scale = init_scale(str(weight_init), fan_in, init_std)
+            W = (init_rng.standard_normal((fan_in, fan_out), dtype=np.float64) * scale).astype(self.dtype)
+            b = np.zeros(fan_out, dtype=self.dtype)
+            self.layers.append(Affine(W, b, input_grad=i > 1, name=str(i)))
+            if i == len(sizes) - 1:
+                break
+            if batchnorm:
+                self.layers.append(BatchNorm(fan_out, self.dtype, name=str(i)))
+            self.layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                self.layers.append(Dropout(dropout, self.dropout_rng))
+        self.loss_layer: LossLayer = LOSSES[loss]()
+        self.params: list[Parameter] = [p for layer in self.layers for p in layer.params]
+        self.flat_params = _pack(self.params, self.dtype)
+        self._weights = next((g for g in self.flat_params if g.decay), None)
+
+    def forward(self, x: Array, train: bool = False) -> Array:
+        """Scores (pre-softmax) for a batch."""
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def predict(self, x: Array) -> Array:
+        """Scores in evaluation mode (batch norm uses running statistics, no dropout)."""
+        return self.forward(x, train=False)
+
+    def decay_loss(self) -> float:
+        """The L2 penalty ``lambda/2 * sum(W**2)`` over all weight matrices."""
+        if self.weight_decay == 0 or self._weights is None:
+            return 0.0
+        w = self._weights.data
+        return 0.5 * self.weight_decay * float(np.vdot(w, w))
+
+    def loss(self, x: Array, t: NDArray[np.generic], train: bool = False) -> float:
+        """The total loss (data loss plus L2 penalty) of one forward pass, with no backward."""
+        return self.loss_layer.value(self.forward(x, train), t) + self.decay_loss()
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether a training-mode forward pass equals an evaluation pass (no dropout, no batch norm)."""
+        return not any(isinstance(layer, BatchNorm | Dropout) for layer in self.layers)
+
+    def loss_and_grad(self, x: Array, t: NDArray[np.generic], scores: Array | None = None) -> float:
+        """One training forward and backward pass.
+
+        Leaves dL/dp in ``p.grad`` for every parameter and returns the total loss of that same
+        forward pass (so a step never runs the network twice).
+
+        Args:
+            x: The batch.
+            t: Its labels.
+            scores: ``self.forward(x, train=True)`` if the caller already ran it with the current
+                parameters (the layers still hold its caches); the forward pass is then skipped.
+        """
+        if scores is None:
+            scores = self.forward(x, train=True)
+        loss = self.loss_layer.forward(scores, t) + self.decay_loss()
+        dout = self.loss_layer.backward()
+        for layer in reversed(self.layers):
+            dout = layer.backward(dout)
+        if self.weight_decay and self._weights is not None:
+            self._weights.grad += self.dtype.type(self.weight_decay) * self._weights.data
+        return loss
+
+    def evaluate(
+        self, x: Array, t: NDArray[np.generic], batch_size: int = 2048, *, with_loss: bool = True
+    ) -> tuple[float, float]:
+        """Mean data loss and accuracy over a dataset, from one evaluation pass.
+
+        The loss excludes the L2 penalty so that it is comparable across weight decays; with
+        ``with_loss=False`` it is not computed and returned as NaN.
+        """
+        n = x.shape[0]
+        if n == 0:
+            return float("nan"), float("nan")
+        labels = t.argmax(axis=1) if t.ndim == 2 else t
+        total_loss = 0.0 if with_loss else float("nan")
+        correct = 0
+        for start in range(0, n, batch_size):
+            xb, tb = x[start : start + batch_size], labels[start : start + batch_size]
+            scores = self.forward(xb, train=False)
+            if with_loss:
+                total_loss += self.loss_layer.value(scores, tb) * xb.shape[0]
+            correct += int(np.count_nonzero(scores.argmax(axis=1) == tb))
+        return total_loss / n, correct / n
+
+    def count_correct(self, x: Array, t: NDArray[np.generic], batch_size: int = 2048) -> int:
+        """Number of rows whose highest score is the true class (one evaluation pass)."""
+        labels = t.argmax(axis=1) if t.ndim == 2 else t
+        correct = 0
+        for start in range(0, x.shape[0], batch_size):
+            scores = self.forward(x[start : start + batch_size], train=False)
+            correct += int(np.count_nonzero(scores.argmax(axis=1) == labels[start : start + batch_size]))
+        return correct
+
+    def accuracy(self, x: Array, t: NDArray[np.generic], batch_size: int = 2048) -> float:
+        """Fraction of rows whose highest score is the true class."""
+        return self.evaluate(x, t, batch_size)[1]
+
+    def state(self) -> dict[str, Array]:
+        """A copy of every parameter and running statistic, by name (for saving a model)."""
+        out = {p.name: p.data.copy() for p in self.params}
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, BatchNorm):
+                out[f"running_mean{i}"] = layer.running_mean.copy()
+                out[f"running_var{i}"] = layer.running_var.copy()
+        return out
+
+    @property
+    def num_params(self) -> int:
+        """Number of trainable scalars."""
+        return sum(p.data.size for p in self.params)
+
+
+def _pack(params: Sequence[Parameter], dtype: np.dtype[np.floating]) -> tuple[Parameter, ...]:
+    """Move ``params`` into flat buffers (decayed ones first) and rebind each to views of them.
+
+    Returns one flat :class:`Parameter` per non-empty group; its ``data`` and ``grad`` alias the
+    members' arrays, so writes through either are seen by both.
+    """
+    groups = []
+    for name, decay in (("weights", True), ("others", False)):
+        members = [p for p in params if p.decay is decay]
+        if not members:
+            continue
+        total = sum(p.data.size for p in members)
+        flat = Parameter(name, np.empty(total, dtype=dtype), decay=decay)
+        offset = 0
+        for p in members:
+            size, shape = p.data.size, p.data.shape
+            view = flat.data[offset : offset + size].reshape(shape)
+            view[...] = p.data
+            p.data = view
+            p.grad = flat.grad[offset : offset + size].reshape(shape)
+            offset += size
+        groups.append(flat)
+    return tuple(groups)
+
+
+def _split_rng(rng: np.random.Generator | int | None) -> tuple[np.random.Generator, np.random.Generator]:
+    """Two independent generators (weights, dropout) derived from one seed or generator."""
+    if isinstance(rng, np.random.Generator):
+        children = rng.spawn(2)
+    else:
+        children = [np.random.default_rng(s) for s in np.random.SeedSequence(rng).spawn(2)]
+    return children[0], children[1]
