@@ -1,0 +1,49 @@
+"""hpo: hyperparameter search for NumPy networks by staged range narrowing.
+
+The public names are imported on first use: ``import hpo`` does no work and loads neither
+NumPy nor a database driver, so entry points can configure the process (BLAS threads) first.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from ._errors import HPOError, SpecError
+    from ._settings import Settings, get_settings
+    from .spec import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, load_train_spec
+
+_EXPORTS = {
+    "HPOError": "._errors",
+    "SpecError": "._errors",
+    "Settings": "._settings",
+    "get_settings": "._settings",
+    "DatasetSpec": ".spec",
+    "ModelSpec": ".spec",
+    "TrainingSpec": ".spec",
+    "TrainSpec": ".spec",
+    "load_train_spec": ".spec",
+}
+
+__all__ = [
+    "DatasetSpec",
+    "HPOError",
+    "ModelSpec",
+    "Settings",
+    "SpecError",
+    "TrainSpec",
+    "TrainingSpec",
+    "__version__",
+    "get_settings",
+    "load_train_spec",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'hpo' has no attribute {name!r}")
+    return getattr(importlib.import_module(module, __name__), name)

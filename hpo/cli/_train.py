@@ -1,0 +1,92 @@
+"""``hpo train``: train one network from a spec file and print its learning curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ._app import OutputFormat, app
+from ._console import err_console, out_console
+
+__all__ = ["train"]
+
+
+@app.command()
+def train(
+    spec_file: Annotated[Path, typer.Argument(help="YAML file with dataset, model and training sections.")],
+    seed: Annotated[int | None, typer.Option(help="Override the file's seed.", min=0)] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override training.epochs.", min=1)] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format of the curves.", envvar="HPO_FORMAT")
+    ] = OutputFormat.table,
+) -> None:
+    """Train one network and print its per-epoch train/validation curves and test accuracy."""
+    from hpo._training import load_data, train_network
+    from hpo.spec import load_train_spec
+
+    spec = load_train_spec(spec_file)
+    if seed is not None:
+        spec = spec.model_copy(update={"seed": seed})
+    if epochs is not None:
+        spec = spec.model_copy(update={"training": spec.training.model_copy(update={"epochs": epochs})})
+
+    data = load_data(spec.dataset, spec.training.dtype)  # bad data paths fail before any output
+    err = err_console()
+    t = spec.training
+    err.print(
+        f"training {spec.model.hidden_sizes} {spec.model.activation} on {spec.dataset.kind}: "
+        f"{t.optimizer} lr={t.lr:g} weight_decay={spec.model.weight_decay:g} "
+        f"epochs={t.epochs} seed={spec.seed}",
+        highlight=False,
+    )
+    run = train_network(spec, data=data)
+    result = run.result
+    rows = [
+        {
+            "epoch": r.epoch,
+            "train_loss": r.train_loss,
+            "train_acc": r.train_acc,
+            "val_loss": r.val_loss,
+            "val_acc": r.val_acc,
+        }
+        for r in result.history
+    ]
+    test_acc = run.test_accuracy()
+    if fmt is OutputFormat.json:
+        doc = {
+            "outcome": result.outcome.value,
+            "reason": result.reason,
+            "seconds": result.seconds,
+            "test_acc": test_acc,
+            "curves": rows,
+        }
+        out_console().print_json(json.dumps(doc))
+    elif fmt is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        table = Table(
+            "epoch", "train loss", "train acc", "val loss", "val acc", title=f"{spec.name or spec_file.stem}"
+        )
+        for r in rows:
+            table.add_row(
+                *(f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values())
+            )
+        out_console().print(table)
+    summary = f"{result.outcome.value} in {result.seconds:.2f} s ({result.steps} steps)"
+    if result.reason:
+        summary += f": {result.reason}"
+    if result.final_val_acc is not None:
+        summary += f"; final val acc {result.final_val_acc:.4f}"
+    if test_acc is not None:
+        summary += f"; test acc {test_acc:.4f}"
+    err.print(summary, highlight=False)
+    if result.outcome.value == "diverged":
+        raise typer.Exit(1)

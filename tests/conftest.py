@@ -1,0 +1,56 @@
+"""Shared fixtures: the real Redis and PostgreSQL of the machine.
+
+Without them, tests that need them skip, unless ``HPO_REQUIRE_SERVICES=1`` (set by CI), which
+turns a missing service into a failure: in CI they must run, never skip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+REDIS_URL = os.environ.get("HPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+POSTGRES_URL = os.environ.get("HPO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _required() -> bool:
+    return os.environ.get("HPO_REQUIRE_SERVICES") == "1"
+
+
+def _unavailable(what: str, exc: BaseException) -> None:
+    message = f"{what} is not reachable: {exc}"
+    if _required():
+        pytest.fail(f"HPO_REQUIRE_SERVICES=1 but {message}", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of a Redis database reserved for tests (db 15), flushed at the start of the session."""
+    import redis
+
+    try:
+        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+        client.ping()
+        client.flushdb()
+        client.close()
+    except (redis.RedisError, OSError) as exc:
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """SQLAlchemy URL of the local PostgreSQL test database."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(sa.text("select 1"))
+        engine.dispose()
+    except (sa.exc.SQLAlchemyError, OSError) as exc:
+        _unavailable("PostgreSQL", exc)
+    yield POSTGRES_URL
