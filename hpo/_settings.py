@@ -16,6 +16,10 @@ class Settings(BaseSettings):
         database_url: SQLAlchemy URL of the results database (``HPO_DATABASE_URL``).
         broker_url: Celery broker URL (``HPO_BROKER_URL``); unset means local execution.
         workers: Local worker processes (``HPO_WORKERS``); 0 means one per core.
+        blas_coretype: OpenBLAS kernels of training processes (``HPO_BLAS_CORETYPE``): ``auto``
+            (the best this CPU supports, replacing an inherited ``OPENBLAS_CORETYPE``),
+            ``inherit``, or an OpenBLAS core name. Read from the environment before NumPy loads,
+            see :mod:`hpo._blas`.
     """
 
     model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
@@ -23,6 +27,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///hpo.db"
     broker_url: str | None = None
     workers: int = 0
+    blas_coretype: str = "auto"
 
 
 @cache

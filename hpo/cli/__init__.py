@@ -9,9 +9,9 @@ def main() -> None:
     """Entry point of the ``hpo`` console script and ``python -m hpo``."""
     # BLAS reads its thread count and kernel choice once, when NumPy is first imported: set them
     # before anything else is imported.
-    from hpo._blas import apply_blas_defaults
+    from hpo._blas import configure_blas
 
-    apply_blas_defaults()
+    configure_blas()
 
     from ._app import run
 

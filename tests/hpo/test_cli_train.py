@@ -57,21 +57,6 @@ def test_missing_dataset_directory_is_bad_input(tmp_path: Path) -> None:
     assert len(proc.stderr.strip().splitlines()) == 1 and "nowhere" in proc.stderr
 
 
-def test_blas_is_pinned_before_numpy_loads(tmp_path: Path) -> None:
-    code = (
-        "import os, sys; from hpo.cli import main; import hpo._blas as b; b.apply_blas_defaults();"
-        "import numpy; print(os.environ['OPENBLAS_NUM_THREADS'])"
-    )
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"PATH": "/usr/bin:/bin"},
-    )
-    assert proc.stdout.strip() == "1"
-
-
 def test_importing_hpo_loads_nothing_heavy() -> None:
     heavy = "('numpy', 'sqlalchemy', 'celery', 'optuna')"
     code = f"import sys, hpo, hpo.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
