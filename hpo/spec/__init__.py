@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from ._load import load_spec, load_train_spec, validation_message
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
+from ._study import (
+    CategoricalParameter,
+    FloatParameter,
+    IntParameter,
+    LimitsSpec,
+    NarrowingSpec,
+    ObjectiveSpec,
+    Parameter,
+    PrunerSpec,
+    SearchSpec,
+    StageSpec,
+    StudySpec,
+    load_study_spec,
+    study_json_schema,
+)
 from ._yaml import Positions, load_yaml
 
 __all__ = [
+    "CategoricalParameter",
     "DatasetSpec",
+    "FloatParameter",
+    "IntParameter",
+    "LimitsSpec",
     "ModelSpec",
+    "NarrowingSpec",
+    "ObjectiveSpec",
+    "Parameter",
     "Positions",
+    "PrunerSpec",
+    "SearchSpec",
+    "StageSpec",
+    "StudySpec",
     "TrainSpec",
     "TrainingSpec",
     "load_spec",
+    "load_study_spec",
     "load_train_spec",
     "load_yaml",
+    "study_json_schema",
     "validation_message",
 ]

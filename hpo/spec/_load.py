@@ -23,24 +23,52 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
     return out
 
 
+def _file_loc(loc: tuple[str | int, ...], positions: Positions, missing: bool) -> tuple[str | int, ...]:
+    """The part of a pydantic error location that names keys in the file.
+
+    Tagged unions and function validators add their own names to the path (``lr.float.high``);
+    a part that is not a key of its enclosing mapping in the file is dropped when it is followed by
+    more path, and trailing such parts are dropped unless the error is a missing field.
+    """
+    out: tuple[str | int, ...] = ()
+    for i, part in enumerate(loc):
+        if i < len(loc) - 1 and out in positions and (*out, part) not in positions:
+            continue
+        out = (*out, part)
+    while not missing and out and out not in positions and len(out) > 1 and out[:-1] in positions:
+        out = out[:-1]
+    return out
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list", type(None): "null"}.get(
+        type(value), f"a {type(value).__name__}"
+    )
+
+
 def validation_message(exc: ValidationError, positions: Positions, source: str) -> SpecError:
     """The first pydantic error as a :class:`SpecError` naming the field and its line:column."""
     err = exc.errors(include_url=False)[0]
-    loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
-    # Tagged unions and function validators add their own names to the path; drop the parts
-    # that are not keys in the file.
-    while (
-        loc and loc not in positions and len(loc) > 1 and loc[:-1] in positions and err["type"] != "missing"
-    ):
-        loc = loc[:-1]
-    field = _dotted(loc)
+    loc = _file_loc(
+        tuple(p for p in err["loc"] if isinstance(p, str | int)), positions, err["type"] == "missing"
+    )
     msg = err["msg"]
+    ctx = err.get("ctx") or {}
     if err["type"] == "extra_forbidden":
         msg = "unknown field (check the spelling; `hpo schema` lists the fields)"
     elif err["type"] == "missing":
         msg = "field required"
+    elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+        msg = f"expected a mapping (key: value), got {_kind(err.get('input'))}"
+    elif err["type"] == "union_tag_invalid":
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        msg = f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+    elif err["type"] == "union_tag_not_found":
+        loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
+        msg = "field required"
     elif msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
+    field = _dotted(loc)
     # Point at the field itself, or at the closest enclosing mapping that exists in the file.
     probe = loc
     while probe and probe not in positions:
@@ -67,7 +95,11 @@ def load_spec(path: str | Path, model: type[M]) -> M:
         raise SpecError(f"{source}: cannot read: {exc}") from None
     data, positions = load_yaml(text, source)
     if not isinstance(data, dict):
-        raise SpecError(f"{source}:1:1: the file must be a mapping of sections, got {type(data).__name__}")
+        raise SpecError(
+            f"{source}:1:1: the file must be a mapping of sections, got {type(data).__name__}",
+            line=1,
+            column=1,
+        )
     try:
         return model.model_validate(data)
     except ValidationError as exc:

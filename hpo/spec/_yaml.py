@@ -76,9 +76,10 @@ def load_yaml(text: str, source: str = "<string>") -> tuple[Any, Positions]:
         return _build(loader, root, (), positions, source), positions
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        line, col = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        where = f"{source}:{line}:{col}" if mark else source
         problem = exc.problem or exc.context or "invalid YAML"
-        raise SpecError(f"{where}: YAML syntax error: {problem}") from None
+        raise SpecError(f"{where}: YAML syntax error: {problem}", line=line, column=col) from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{source}: YAML error: {exc}") from None
     finally:
