@@ -1,0 +1,246 @@
+"""Engines: one per URL per process, configured for many writers, and dropped in forked children.
+
+SQLite gets WAL, a busy timeout, foreign keys and ``BEGIN IMMEDIATE`` on every write transaction
+(pysqlite's own BEGIN is disabled and SQLAlchemy's ``begin`` event emits ours, the recipe in
+SQLAlchemy's SQLite documentation). A read-only connection (:func:`read_engine`) uses a deferred
+BEGIN, which in WAL mode never waits for a writer. SQLite ignores ``FOR UPDATE``: every
+compare-and-set in :mod:`hpo.storage` is a conditional ``UPDATE`` checked by the rows it returns.
+
+PostgreSQL gets ``pool_pre_ping`` (idle connections are dropped by servers and proxies) and a small
+pool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from ._errors import StorageError
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "LOCK_CLASS",
+    "create_engine",
+    "dispose_engine",
+    "dispose_engines",
+    "exclusive",
+    "is_sqlite",
+    "read_engine",
+    "redact",
+    "sqlite_begin_immediate",
+]
+
+BUSY_TIMEOUT_S = 30.0
+"""How long a SQLite connection waits for the write lock before "database is locked"."""
+
+LOCK_CLASS = 0x68706F31
+"""First key of hpo's PostgreSQL advisory locks (``'hpo1'``); the second key names the object."""
+
+_BEGIN_OPTION = "hpo_sqlite_begin"
+
+_lock = threading.Lock()
+_engines: dict[str, Engine] = {}
+_fork_hook_registered = False
+
+
+def redact(url: str | URL) -> str:
+    """The URL as text with any password hidden, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def is_sqlite(engine_or_url: Engine | Connection | str | URL) -> bool:
+    """Whether an engine, connection or URL is SQLite."""
+    if isinstance(engine_or_url, Engine | Connection):
+        return engine_or_url.dialect.name == "sqlite"
+    return make_url(engine_or_url).get_backend_name() == "sqlite"
+
+
+def _check_url(url: URL) -> None:
+    backend = url.get_backend_name()
+    if backend == "sqlite":
+        if url.database in (None, "", ":memory:") or "mode=memory" in str(url.query):
+            raise StorageError(
+                "an in-memory SQLite database cannot be shared by hpo's and Optuna's connections; "
+                "use a file, e.g. sqlite:///hpo.db"
+            )
+    elif backend != "postgresql":
+        raise StorageError(
+            f"unsupported database {backend!r}: use sqlite:///FILE or postgresql+psycopg://..."
+        )
+
+
+def sqlite_begin_immediate(engine: Engine) -> None:
+    """Make ``engine`` (SQLite) use WAL, a busy timeout and ``BEGIN IMMEDIATE`` for transactions.
+
+    Also used for the engine of Optuna's storage. Connections already pooled are not changed: call
+    this before the engine connects, or dispose of its pool afterwards.
+
+    Args:
+        engine: A SQLite engine.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # pysqlite must not emit its own BEGIN
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _new_engine(url: URL) -> Engine:
+    if url.get_backend_name() == "sqlite":
+        engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
+        sqlite_begin_immediate(engine)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=5,
+        max_overflow=10,
+        pool_recycle=3600,
+        connect_args={"connect_timeout": 10},
+    )
+
+
+def _after_fork_in_child() -> None:
+    """Forget the parent's engines; their connections belong to the parent."""
+    global _lock
+    _lock = threading.Lock()
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _engines.clear()
+
+
+def create_engine(url: str | URL) -> Engine:
+    """The process's engine for ``url``, created and configured on first use.
+
+    Engines are cached per URL per process; a forked child never reuses its parent's engines or
+    connections (the cache is dropped after ``fork``).
+
+    Args:
+        url: SQLAlchemy URL: ``sqlite:///FILE`` or ``postgresql+psycopg://...``.
+
+    Returns:
+        The engine.
+
+    Raises:
+        StorageError: In-memory SQLite, or a database other than SQLite and PostgreSQL.
+    """
+    global _fork_hook_registered
+    key = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    engine = _engines.get(key)
+    if engine is not None:
+        return engine
+    parsed = make_url(url)
+    _check_url(parsed)
+    with _lock:
+        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook_registered = True
+        engine = _engines.get(key)
+        if engine is None:
+            engine = _engines[key] = _new_engine(parsed)
+    return engine
+
+
+def read_engine(engine: Engine) -> Engine:
+    """``engine`` for read-only work: SQLite transactions begin deferred (no write lock)."""
+    if engine.dialect.name != "sqlite":
+        return engine
+    return engine.execution_options(**{_BEGIN_OPTION: "DEFERRED"})
+
+
+def dispose_engine(url: str | URL) -> None:
+    """Close and forget this process's engine for ``url`` (the next use creates a new one)."""
+    key = url if isinstance(url, str) else url.render_as_string(hide_password=False)
+    with _lock:
+        engine = _engines.pop(key, None)
+    if engine is not None:
+        engine.dispose()
+
+
+def dispose_engines() -> None:
+    """Close every cached engine of this process (tests, or before exiting)."""
+    with _lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            import msvcrt
+            import time
+
+            while True:
+                try:
+                    msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+                    break
+                except OSError:
+                    time.sleep(0.01)
+            try:
+                yield
+            finally:
+                handle.seek(0)
+                msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)  # type: ignore[attr-defined]
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def exclusive(engine: Engine, name: str, key: int) -> Iterator[Connection | None]:
+    """Hold a lock shared by every process using the database, for work done on other connections.
+
+    Used where hpo's work spans a second connection (Optuna's storage): mirroring a study's trials
+    and creating Optuna's tables. PostgreSQL: a transaction-level advisory lock on ``(LOCK_CLASS,
+    key)``; the open transaction is yielded, and committed on exit. SQLite (one host by nature): an
+    exclusive ``flock`` on a file next to the database, named after ``name``; ``None`` is yielded,
+    because a SQLite transaction must not stay open while another connection writes.
+
+    Args:
+        engine: The database's engine.
+        name: Lock name (SQLite lock file suffix).
+        key: Object key (PostgreSQL advisory lock second key), e.g. a study id.
+
+    Yields:
+        The transaction holding the lock (PostgreSQL) or ``None`` (SQLite).
+    """
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        assert database  # in-memory databases are refused by create_engine
+        with _file_lock(Path(f"{database}.hpo-{name}.lock")):
+            yield None
+        return
+    with engine.begin() as conn:
+        conn.execute(
+            sa.select(
+                sa.func.pg_advisory_xact_lock(sa.cast(LOCK_CLASS, sa.Integer), sa.cast(key, sa.Integer))
+            )
+        )
+        yield conn

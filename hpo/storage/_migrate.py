@@ -1,0 +1,153 @@
+"""Running hpo's Alembic migrations from code, next to Optuna's tables in the same database.
+
+hpo's Alembic environment lives in the top-level ``migrations/`` directory of the repository (its
+script location). It records its revision in ``hpo_alembic_version``, never in the default
+``alembic_version`` table, which belongs to Optuna; and autogenerate only ever compares ``hpo_*``
+tables (:func:`include_name`, :func:`include_object`), so Optuna's tables never show up as drift.
+
+Where the scripts are found (:func:`script_location`): ``$HPO_MIGRATIONS_DIR`` if set; else
+``hpo/storage/_migrations``, a symlink to ``../../migrations`` in the repository that the wheel
+and sdist builds copy as package data (so a non-editable install ships them); else ``migrations/``
+next to the ``hpo`` package (an editable install, or a checkout without symlinks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ._engine import LOCK_CLASS, create_engine, exclusive, redact
+from ._errors import StorageError
+
+__all__ = [
+    "TABLE_PREFIX",
+    "VERSION_TABLE",
+    "alembic_config",
+    "current_revision",
+    "head_revision",
+    "include_name",
+    "include_object",
+    "script_location",
+    "upgrade",
+]
+
+VERSION_TABLE = "hpo_alembic_version"
+TABLE_PREFIX = "hpo_"
+_SCHEMA_LOCK_KEY = 0
+
+
+def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
+    """Alembic ``include_name`` hook: reflect only ``hpo_*`` tables (never Optuna's)."""
+    if type_ == "table":
+        return bool(name) and name.startswith(TABLE_PREFIX) and name != VERSION_TABLE  # type: ignore[union-attr]
+    return True
+
+
+def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Alembic ``include_object`` hook: compare only ``hpo_*`` tables and what belongs to them."""
+    if type_ == "table":
+        return bool(name) and name.startswith(TABLE_PREFIX) and name != VERSION_TABLE  # type: ignore[union-attr]
+    table = getattr(obj, "table", None)
+    if table is not None:
+        return bool(table.name.startswith(TABLE_PREFIX))
+    return True
+
+
+def script_location() -> Path:
+    """The directory of hpo's Alembic environment (``env.py``, ``versions/``).
+
+    Raises:
+        StorageError: The migrations are not installed.
+    """
+    here = Path(__file__).parent
+    candidates = []
+    if os.environ.get("HPO_MIGRATIONS_DIR"):
+        candidates.append(Path(os.environ["HPO_MIGRATIONS_DIR"]))
+    candidates += [here / "_migrations", here.resolve().parents[1] / "migrations"]
+    for candidate in candidates:
+        if (candidate / "env.py").is_file() and (candidate / "versions").is_dir():
+            return candidate
+    raise StorageError(
+        "hpo's database migrations were not found (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "); reinstall hpo or set HPO_MIGRATIONS_DIR"
+    )
+
+
+def alembic_config(url: str, connection: Connection | None = None) -> Any:
+    """An Alembic ``Config`` for hpo's migrations, built in code (no ``alembic.ini`` needed).
+
+    Args:
+        url: The database URL.
+        connection: A connection (in a transaction) for ``env.py`` to use instead of its own.
+
+    Returns:
+        The ``alembic.config.Config``.
+    """
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(script_location()))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest revision of hpo's migrations."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(script_location())).get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(url: str) -> str | None:
+    """The revision of hpo's tables in the database at ``url`` (``None``: not created yet)."""
+    from alembic.migration import MigrationContext
+
+    with create_engine(url).connect() as conn:
+        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+        return context.get_current_revision()
+
+
+def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
+    """Bring hpo's tables (and Optuna's) in the database at ``url`` up to date.
+
+    Safe to call from several processes at once: on PostgreSQL the migration runs under an advisory
+    lock, on SQLite under ``BEGIN IMMEDIATE``; a second caller finds the tables at head. Then
+    Optuna's tables are created, or upgraded with Optuna's own migrations, under a lock.
+
+    Args:
+        url: The database URL.
+        revision: Target revision of hpo's migrations.
+        optuna: Also create/upgrade Optuna's tables.
+
+    Raises:
+        StorageError: The database cannot be reached or migrated.
+    """
+    from alembic import command
+
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(
+                    sa.select(
+                        sa.func.pg_advisory_xact_lock(
+                            sa.cast(LOCK_CLASS, sa.Integer), sa.cast(_SCHEMA_LOCK_KEY, sa.Integer)
+                        )
+                    )
+                )
+            command.upgrade(alembic_config(url, conn), revision)
+        if optuna:
+            from ._optuna_mirror import upgrade_optuna_schema
+
+            with exclusive(engine, "schema", _SCHEMA_LOCK_KEY):
+                upgrade_optuna_schema(url)
+    except sa.exc.SQLAlchemyError as exc:
+        raise StorageError(f"cannot migrate the database {redact(url)}: {exc}") from exc

@@ -1,0 +1,482 @@
+"""The Optuna view of hpo's studies: an Optuna study per hpo study, in Optuna's own tables.
+
+Each hpo study has an Optuna study of the same name in the same database; each finished hpo trial
+becomes a finished Optuna trial (``COMPLETE`` with its value, ``FAIL`` without one, ``PRUNED`` with
+its last intermediate value) with its params, distributions, per-epoch intermediate values and
+``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed``. Optuna numbers its trials
+in the order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
+
+Writes go through ``RDBStorage.create_new_trial(study_id, template_trial=...)``, one
+``RDBStorage`` per URL per process. The idempotence bookkeeping (the lock, the look-up by
+``hpo_trial_id`` before inserting, ``hpo_trials.optuna_trial_id``) is done by
+:class:`~hpo.storage.Storage`; this module only reads Optuna's tables by their (stable) names.
+
+Optuna is imported on first use only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ._engine import BUSY_TIMEOUT_S, is_sqlite, sqlite_begin_immediate
+from ._errors import StorageError, StudyExistsError
+from ._models import TrialState
+from ._rows import StageRow, TrialRow
+
+if TYPE_CHECKING:
+    from optuna.distributions import BaseDistribution
+    from optuna.storages import RDBStorage
+    from optuna.trial import FrozenTrial
+
+__all__ = [
+    "HPO_STUDY_ATTR",
+    "HPO_TRIAL_ATTR",
+    "create_optuna_study",
+    "decode_space",
+    "delete_optuna_study",
+    "dispose_optuna_storage",
+    "dispose_optuna_storages",
+    "encode_space",
+    "find_optuna_study",
+    "frozen_trial",
+    "mirrored_trials",
+    "optuna_storage",
+    "optuna_study_owner",
+    "stage_distributions",
+    "upgrade_optuna_schema",
+    "write_intermediate_values",
+    "write_trial",
+]
+
+HPO_TRIAL_ATTR = "hpo_trial_id"
+HPO_STUDY_ATTR = "hpo_study_id"
+SPACE_JSON_VERSION = 1
+"""Version of the stored space layout shared with :mod:`hpo.samplers`."""
+
+_lock = threading.Lock()
+_storages: dict[str, RDBStorage] = {}
+_fork_hook_registered = False
+
+# Optuna's tables, read directly for the idempotence check (schema stable since Optuna 3.0).
+_o_trials = sa.table("trials", sa.column("trial_id"), sa.column("study_id"))
+_o_trial_attrs = sa.table(
+    "trial_user_attributes", sa.column("trial_id"), sa.column("key"), sa.column("value_json")
+)
+
+
+def _engine_kwargs(url: str) -> dict[str, Any]:
+    if is_sqlite(url):
+        return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8, "connect_args": {"connect_timeout": 10}}
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    for storage in _storages.values():
+        storage.engine.dispose(close=False)
+    _storages.clear()
+
+
+def _configure(storage: RDBStorage) -> RDBStorage:
+    if storage.engine.dialect.name == "sqlite":
+        # Optuna's transactions read, then write: with a deferred BEGIN, a commit by another
+        # process in between fails at once with "database is locked" (no busy wait).
+        sqlite_begin_immediate(storage.engine)
+        storage.engine.dispose()
+    return storage
+
+
+def optuna_storage(url: str) -> RDBStorage:
+    """The process's ``optuna.storages.RDBStorage`` for ``url`` (created on first use).
+
+    On SQLite its engine gets the same WAL / busy timeout / ``BEGIN IMMEDIATE`` setup as hpo's. It
+    is dropped in forked children. Samplers and pruners may share it (``optuna.load_study(...,
+    storage=optuna_storage(url))``).
+
+    Args:
+        url: The database URL (hpo's tables and Optuna's are in the same database).
+
+    Returns:
+        The storage.
+    """
+    global _fork_hook_registered
+    storage = _storages.get(url)
+    if storage is not None:
+        return storage
+    from optuna.storages import RDBStorage
+
+    with _lock:
+        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+            _fork_hook_registered = True
+        storage = _storages.get(url)
+        if storage is None:
+            storage = _storages[url] = _configure(RDBStorage(url, engine_kwargs=_engine_kwargs(url)))
+    return storage
+
+
+def dispose_optuna_storage(url: str) -> None:
+    """Close and forget this process's Optuna storage for ``url``."""
+    with _lock:
+        storage = _storages.pop(url, None)
+    if storage is not None:
+        storage.engine.dispose()
+
+
+def dispose_optuna_storages() -> None:
+    """Close the engines of this process's cached Optuna storages and forget them."""
+    with _lock:
+        for storage in _storages.values():
+            storage.engine.dispose()
+        _storages.clear()
+
+
+def upgrade_optuna_schema(url: str) -> None:
+    """Create Optuna's tables, or upgrade them with Optuna's own migrations (``alembic_version``)."""
+    from optuna.storages import RDBStorage
+
+    storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=True)
+    try:
+        if storage.get_current_version() != storage.get_head_version():
+            storage.upgrade()
+    finally:
+        storage.engine.dispose()
+
+
+def find_optuna_study(url: str, name: str) -> int | None:
+    """Id of the Optuna study called ``name``, or ``None``."""
+    try:
+        return optuna_storage(url).get_study_id_from_name(name)
+    except KeyError:
+        return None
+
+
+def optuna_study_owner(url: str, optuna_study_id: int) -> int | None:
+    """The hpo study id recorded on an Optuna study (``None``: not created by hpo)."""
+    try:
+        owner = optuna_storage(url).get_study_user_attrs(optuna_study_id).get(HPO_STUDY_ATTR)
+    except KeyError:
+        return None
+    return int(owner) if owner is not None else None
+
+
+def create_optuna_study(url: str, name: str, direction: str, hpo_study_id: int) -> int:
+    """Create (or adopt) the Optuna study of an hpo study.
+
+    An existing Optuna study of that name is adopted when it records this hpo study as its owner,
+    or when it has no owner and no trials (a crash between creating it and recording the owner).
+
+    Args:
+        url: The database URL.
+        name: Study name.
+        direction: ``"minimize"`` or ``"maximize"``.
+        hpo_study_id: The hpo study's id, recorded in the Optuna study's user attributes.
+
+    Returns:
+        The Optuna study id.
+
+    Raises:
+        StudyExistsError: An unrelated Optuna study has that name.
+    """
+    import optuna
+
+    storage = optuna_storage(url)
+    logger = logging.getLogger("optuna.storages._rdb.storage")  # "A new study created in RDB..."
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        study_id = storage.create_new_study([optuna.study.StudyDirection[direction.upper()]], name)
+    except optuna.exceptions.DuplicatedStudyError:
+        study_id = storage.get_study_id_from_name(name)
+        owner = optuna_study_owner(url, study_id)
+        if owner != hpo_study_id and (owner is not None or storage.get_n_trials(study_id) > 0):
+            raise StudyExistsError(
+                f"an Optuna study named {name!r} already exists in this database and was not created "
+                "by this hpo study; choose another name"
+            ) from None
+    finally:
+        logger.setLevel(level)
+    storage.set_study_user_attr(study_id, HPO_STUDY_ATTR, hpo_study_id)
+    return study_id
+
+
+def delete_optuna_study(url: str, optuna_study_id: int) -> None:
+    """Delete an Optuna study and its trials (no error if it is gone)."""
+    with contextlib.suppress(KeyError):
+        optuna_storage(url).delete_study(optuna_study_id)
+
+
+def mirrored_trials(conn: Connection, optuna_study_id: int, hpo_trial_ids: Iterable[int]) -> dict[int, int]:
+    """Which of ``hpo_trial_ids`` already have an Optuna trial: ``{hpo trial id: Optuna trial id}``.
+
+    Read by ``user_attrs["hpo_trial_id"]``, so a crash between Optuna's write and hpo's record of
+    it is found rather than written twice.
+    """
+    wanted = {json.dumps(int(i)): int(i) for i in hpo_trial_ids}
+    found: dict[int, int] = {}
+    keys = list(wanted)
+    for start in range(0, len(keys), 500):
+        rows = conn.execute(
+            sa.select(_o_trial_attrs.c.value_json, _o_trials.c.trial_id)
+            .join(_o_trials, _o_trials.c.trial_id == _o_trial_attrs.c.trial_id)
+            .where(
+                _o_trials.c.study_id == optuna_study_id,
+                _o_trial_attrs.c.key == HPO_TRIAL_ATTR,
+                _o_trial_attrs.c.value_json.in_(keys[start : start + 500]),
+            )
+        )
+        for value_json, trial_id in rows:
+            found.setdefault(wanted[value_json], int(trial_id))
+    return found
+
+
+def encode_space(space: Mapping[str, BaseDistribution]) -> str:
+    """JSON text of a space, in the layout :mod:`hpo.samplers` stores.
+
+    ``{"version": 1, "params": [{"name": ..., "distribution": {...}}, ...]}`` with Optuna's own
+    distribution JSON, parameters in order: the same text as
+    ``json.dumps(hpo.samplers.space_to_json(space))``.
+
+    Args:
+        space: Optuna distributions by parameter name.
+
+    Returns:
+        The text stored in ``hpo_stages.space``.
+    """
+    from optuna.distributions import distribution_to_json
+
+    params = [
+        {"name": name, "distribution": json.loads(distribution_to_json(d))} for name, d in space.items()
+    ]
+    return json.dumps({"version": SPACE_JSON_VERSION, "params": params})
+
+
+def decode_space(text: str) -> dict[str, BaseDistribution]:
+    """The Optuna distributions of a stored stage space, in order.
+
+    Reads the layout of :func:`encode_space` (``hpo.samplers``), and also a plain
+    ``{param: distribution JSON}`` object.
+
+    Raises:
+        StorageError: The text is not a space.
+    """
+    from optuna.distributions import json_to_distribution
+
+    def dist(value: Any) -> BaseDistribution:
+        return json_to_distribution(value if isinstance(value, str) else json.dumps(value))
+
+    try:
+        raw = json.loads(text)
+        if not isinstance(raw, dict):
+            raise ValueError("not a JSON object")
+        if "params" in raw and "version" in raw:
+            if raw["version"] != SPACE_JSON_VERSION:
+                raise ValueError(f"unknown space layout version {raw['version']!r}")
+            if not isinstance(raw["params"], list):
+                raise ValueError("'params' must be a list")
+            return {str(item["name"]): dist(item["distribution"]) for item in raw["params"]}
+        return {str(name): dist(value) for name, value in raw.items()}
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StorageError(f"invalid stage space JSON: {exc}") from exc
+
+
+def stage_distributions(stages: Iterable[StageRow], index: int) -> dict[str, BaseDistribution]:
+    """Distributions to record for trials of stage ``index``.
+
+    The stage's own space, except for categorical parameters: Optuna refuses a categorical whose
+    choices differ from those already recorded for the parameter, so they take the choices of the
+    first stage that has the parameter (narrowing only ever keeps a subset of them).
+    """
+    from optuna.distributions import CategoricalDistribution
+
+    by_index = {s.index: s for s in stages}
+    space = decode_space(by_index[index].space)
+    for name, dist in list(space.items()):
+        if not isinstance(dist, CategoricalDistribution):
+            continue
+        for i in sorted(by_index):
+            first = decode_space(by_index[i].space).get(name)
+            if isinstance(first, CategoricalDistribution):
+                space[name] = first
+                break
+    return space
+
+
+def _fit(dist: BaseDistribution, value: Any) -> BaseDistribution | None:
+    """``dist``, widened if needed so that it contains ``value``; ``None`` if it cannot."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    try:
+        if dist._contains(dist.to_internal_repr(value)):
+            return dist
+    except (ValueError, TypeError):
+        return None
+    if isinstance(dist, FloatDistribution | IntDistribution) and isinstance(value, int | float):
+        if (dist.log and value <= 0) or not math.isfinite(value):
+            return None
+        low: float = min(dist.low, value)
+        high: float = max(dist.high, value)
+        try:
+            if isinstance(dist, IntDistribution):
+                # Whole steps below the old low, so that the value stays on the step grid.
+                int_low = dist.low - math.ceil((dist.low - low) / dist.step) * dist.step
+                wider: BaseDistribution = IntDistribution(int_low, int(high), log=dist.log, step=dist.step)
+            elif dist.step is not None:
+                low = dist.low - math.ceil((dist.low - low) / dist.step - 1e-9) * dist.step
+                wider = FloatDistribution(low, high, step=dist.step)
+            else:
+                wider = FloatDistribution(low, high, log=dist.log)
+            if wider._contains(wider.to_internal_repr(value)):
+                return wider
+        except ValueError:
+            return None
+    return None
+
+
+def _naive_local(moment: datetime | None) -> datetime | None:
+    # Optuna stores naive local times (datetime.now()).
+    return None if moment is None else moment.astimezone().replace(tzinfo=None)
+
+
+def frozen_trial(row: TrialRow, distributions: Mapping[str, BaseDistribution]) -> FrozenTrial:
+    """The Optuna trial of a finished hpo trial, ready for ``create_new_trial(template_trial=...)``.
+
+    A parameter that is not in its stage's space, or not within it even after widening the range,
+    is kept in ``user_attrs["hpo_unmirrored_params"]`` instead of Optuna's params.
+
+    Args:
+        row: A trial in a final state.
+        distributions: From :func:`stage_distributions`.
+
+    Returns:
+        The frozen trial.
+    """
+    import optuna
+    from optuna.trial import TrialState as OptunaState
+
+    if not row.finished:
+        raise ValueError(f"trial {row.id} is {row.state}, not finished")
+    params: dict[str, Any] = {}
+    dists: dict[str, BaseDistribution] = {}
+    unmirrored: dict[str, Any] = {}
+    for name, param in row.params.items():
+        dist = distributions.get(name)
+        fitted = _fit(dist, param) if dist is not None else None
+        if fitted is None:
+            unmirrored[name] = param
+        else:
+            params[name], dists[name] = param, fitted
+    intermediate = {step: v for step, v in (row.intermediate or {}).items() if not math.isnan(v)}
+    user_attrs: dict[str, Any] = {
+        HPO_TRIAL_ATTR: row.id,
+        "hpo_number": row.number,
+        "stage": row.stage,
+        "seed": row.seed,
+    }
+    if unmirrored:
+        user_attrs["hpo_unmirrored_params"] = unmirrored
+    if row.reason:
+        user_attrs["hpo_reason"] = row.reason
+    system_attrs: dict[str, Any] = {}
+    value: float | None = None
+    if row.state == TrialState.COMPLETE:
+        state = OptunaState.COMPLETE
+        value = row.value
+    elif row.state == TrialState.PRUNED:
+        state = OptunaState.PRUNED
+        value = row.value
+        if value is None and intermediate:
+            value = intermediate[max(intermediate)]
+        if value is not None and math.isnan(value):
+            value = None
+    else:
+        state = OptunaState.FAIL
+        if row.reason:
+            system_attrs["fail_reason"] = row.reason
+    trial = optuna.trial.create_trial(
+        state=state,
+        value=value,
+        params=params,
+        distributions=dists,
+        user_attrs=user_attrs,
+        system_attrs=system_attrs,
+        intermediate_values=intermediate,
+    )
+    complete = _naive_local(row.finished_at) or trial.datetime_complete
+    trial.datetime_start = _naive_local(row.started_at) or complete
+    trial.datetime_complete = complete
+    return trial
+
+
+def write_trial(url: str, optuna_study_id: int, trial: FrozenTrial) -> int:
+    """Insert ``trial`` into the Optuna study; returns the new Optuna trial id.
+
+    Optuna's ``create_new_trial`` writes each intermediate value with two ORM look-ups (50 epochs
+    cost ~50 ms on SQLite, more than the trial's training). The trial is created without them, and
+    :func:`write_intermediate_values` adds them in one batch; a crash in between is repaired by the
+    next mirror pass, which calls it again for trials it finds already written.
+
+    Raises:
+        StorageError: Optuna refused the trial or the study is gone.
+    """
+    import copy
+
+    import optuna
+
+    intermediate = dict(trial.intermediate_values)
+    template = copy.copy(trial)
+    template.intermediate_values = {}
+    try:
+        trial_id = optuna_storage(url).create_new_trial(optuna_study_id, template_trial=template)
+    except (KeyError, ValueError, optuna.exceptions.StorageInternalError) as exc:
+        raise StorageError(f"cannot write trial to Optuna study {optuna_study_id}: {exc}") from exc
+    write_intermediate_values(url, trial_id, intermediate)
+    return trial_id
+
+
+def write_intermediate_values(url: str, optuna_trial_id: int, values: Mapping[int, float]) -> int:
+    """Add the steps of ``values`` that the Optuna trial does not have yet, in one transaction.
+
+    Returns:
+        How many steps were written.
+    """
+    if not values:
+        return 0
+    from optuna.storages._rdb import models
+
+    model = models.TrialIntermediateValueModel
+    table = model.__table__
+    storage = optuna_storage(url)
+    with storage.engine.begin() as conn:
+        have = {
+            int(step)
+            for (step,) in conn.execute(sa.select(table.c.step).where(table.c.trial_id == optuna_trial_id))
+        }
+        rows = []
+        for step, value in sorted(values.items()):
+            if int(step) in have:
+                continue
+            stored, kind = model.intermediate_value_to_stored_repr(float(value))
+            rows.append(
+                {
+                    "trial_id": optuna_trial_id,
+                    "step": int(step),
+                    "intermediate_value": stored,
+                    "intermediate_value_type": kind,
+                }
+            )
+        if rows:
+            conn.execute(sa.insert(table), rows)
+    return len(rows)

@@ -1,0 +1,183 @@
+"""Plain frozen rows returned by :class:`~hpo.storage.Storage`, and the draft of a new stage.
+
+Callers never hold ORM objects or sessions: every read returns these detached values. JSON columns
+come back in the form they were given: ``spec`` and ``space`` as the JSON text the caller passed,
+``params``, ``curves``, ``intermediate`` and ``test_result`` as Python values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ._models import FINISHED_STATES, StageState, StudyState, TrialState
+
+__all__ = ["StageDraft", "StageRow", "StudyRow", "TrialRow", "dumps", "loads"]
+
+
+def _default(value: Any) -> Any:
+    # NumPy scalars and arrays, without importing NumPy.
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any) -> str:
+    """JSON text of ``value`` (NumPy scalars and arrays become numbers and lists)."""
+    return json.dumps(value, default=_default, separators=(",", ":"))
+
+
+def loads(text: str | None) -> Any:
+    """The value of JSON ``text`` (``None`` for ``None``)."""
+    return None if text is None else json.loads(text)
+
+
+def intermediate_to_json(values: Mapping[Any, float] | None) -> str | None:
+    """``{epoch: value}`` as JSON text with string keys (``None`` for ``None``)."""
+    if values is None:
+        return None
+    return dumps({str(int(k)): float(v) for k, v in values.items()})
+
+
+def intermediate_from_json(text: str | None) -> dict[int, float] | None:
+    """``{epoch: value}`` with integer epochs, sorted (``None`` for ``None``)."""
+    raw = loads(text)
+    if raw is None:
+        return None
+    items = sorted(raw.items(), key=lambda item: int(item[0]))
+    return {int(k): math.nan if v is None else float(v) for k, v in items}
+
+
+@dataclass(frozen=True, slots=True)
+class StudyRow:
+    """A study as stored in ``hpo_studies``.
+
+    Attributes:
+        id: Primary key.
+        name: Unique name; also the name of the study's Optuna study.
+        spec: JSON text of the validated spec.
+        spec_hash: sha256 of the canonical spec JSON.
+        direction: ``"minimize"`` or ``"maximize"``.
+        state: ``RUNNING``, ``COMPLETE``, ``CANCELLED`` or ``FAILED``.
+        current_stage: Index of the stage being run (the last one once complete).
+        optuna_study_id: Id of the Optuna study, once created.
+        test_result: JSON value recorded on completion (the best trial's test accuracy).
+        reason: Why the study completed early, failed or was cancelled.
+        created_at: Creation time (UTC).
+        updated_at: Last change of the study row (UTC).
+    """
+
+    id: int
+    name: str
+    spec: str
+    spec_hash: str
+    direction: str
+    state: StudyState
+    current_stage: int
+    optuna_study_id: int | None
+    test_result: Any
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StageRow:
+    """A stage as stored in ``hpo_stages``.
+
+    Attributes:
+        study_id: The study.
+        index: 0, 1, ... within the study.
+        n_trials: Trials in this stage.
+        epochs: Epoch budget of each trial of this stage.
+        space: JSON text of the space sampled in this stage: ``{param: Optuna distribution JSON
+            object}`` (see :func:`hpo.storage.space_to_json`).
+        state: ``RUNNING`` until :meth:`Storage.advance` moves past it, then ``COMPLETE``.
+        created_at: Creation time (UTC).
+        finished_at: When the stage was completed (UTC).
+    """
+
+    study_id: int
+    index: int
+    n_trials: int
+    epochs: int
+    space: str
+    state: StageState
+    created_at: datetime
+    finished_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class TrialRow:
+    """A trial as stored in ``hpo_trials``.
+
+    Attributes:
+        id: Primary key (also ``user_attrs["hpo_trial_id"]`` of its Optuna trial).
+        study_id: The study.
+        number: Unique per study, contiguous from 0 across stages.
+        stage: Index of its stage.
+        params: Parameter values.
+        seed: Seed of the trial's generators.
+        state: ``PENDING``, ``RUNNING``, ``COMPLETE``, ``FAIL`` or ``PRUNED``.
+        attempts: Claims so far (the current one included).
+        worker: The worker holding the current claim (``None`` when not running).
+        lease_expires_at: End of the current claim's lease (UTC).
+        value: Objective value (``None`` for ``FAIL``).
+        reason: Why it failed or was pruned.
+        curves: Epoch records (JSON list).
+        intermediate: ``{epoch: objective value}``.
+        optuna_trial_id: Id of its Optuna trial, once mirrored.
+        created_at: Creation time (UTC).
+        started_at: Start of the current or last claim (UTC).
+        finished_at: When it reached its final state (UTC).
+    """
+
+    id: int
+    study_id: int
+    number: int
+    stage: int
+    params: dict[str, Any]
+    seed: int
+    state: TrialState
+    attempts: int
+    worker: str | None
+    lease_expires_at: datetime | None
+    value: float | None
+    reason: str | None
+    curves: list[Any] | None
+    intermediate: dict[int, float] | None
+    optuna_trial_id: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the trial is in a final state (``COMPLETE``, ``FAIL``, ``PRUNED``)."""
+        return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class StageDraft:
+    """A stage to insert, with its ``PENDING`` trials (parameters sampled by the caller).
+
+    Attributes:
+        index: Stage index (0 for the first stage, then the previous index + 1).
+        n_trials: Trials in the stage; must equal ``len(trials)``.
+        epochs: Epoch budget of each trial.
+        space_json: JSON text of the space sampled (``{param: Optuna distribution JSON object}``).
+        trials: ``(number, params, seed)`` per trial; numbers continue the study's numbering
+            without gaps.
+    """
+
+    index: int
+    n_trials: int
+    epochs: int
+    space_json: str
+    trials: Sequence[tuple[int, Mapping[str, Any], int]] = field(default_factory=tuple)

@@ -1,0 +1,1214 @@
+"""``Storage``: the study / stage / trial state machine on SQLite or PostgreSQL.
+
+Every transition is a compare-and-set: a conditional ``UPDATE`` whose returned rows say whether it
+happened (SQLite drops ``FOR UPDATE``, so no transition relies on it). On SQLite every write
+transaction begins with ``BEGIN IMMEDIATE`` (see :mod:`hpo.storage._engine`); on PostgreSQL
+``claim_next`` picks with ``FOR UPDATE SKIP LOCKED``.
+
+Trial states (``docs/architecture.md``)::
+
+    PENDING --claim (attempts += 1, lease)--> RUNNING --finish--> COMPLETE | FAIL | PRUNED
+       ^                                         |
+       +----- lease expired, attempts < cap -----+   (attempts >= cap: FAIL "worker lost N times")
+
+Cancelling (or failing) a study stops it without losing work: its ``PENDING`` trials stay
+``PENDING``, its ``RUNNING`` trials go back to ``PENDING`` (the aborted claim is not counted as an
+attempt, their workers' heartbeats answer ``False`` and their late ``finish`` changes nothing), and
+:meth:`Storage.resume_study` sets it ``RUNNING`` again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine, RowMapping
+
+from . import _optuna_mirror as mirror
+from ._engine import _check_url, create_engine, dispose_engine, exclusive, read_engine, redact
+from ._engine import dispose_engines as _dispose_hpo_engines
+from ._errors import StorageError, StudyExistsError, StudyNotFoundError
+from ._migrate import current_revision, head_revision
+from ._migrate import upgrade as _upgrade
+from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
+from ._rows import (
+    StageDraft,
+    StageRow,
+    StudyRow,
+    TrialRow,
+    dumps,
+    intermediate_from_json,
+    intermediate_to_json,
+    loads,
+)
+
+__all__ = ["DEFAULT_MAX_ATTEMPTS", "Storage", "dispose_engines"]
+
+DEFAULT_MAX_ATTEMPTS = 3
+"""Claims after which a trial whose worker keeps disappearing is failed."""
+
+_log = logging.getLogger("hpo.storage")
+
+_S = cast(sa.Table, Study.__table__)
+_G = cast(sa.Table, Stage.__table__)
+_T = cast(sa.Table, Trial.__table__)
+
+_UNFINISHED = (TrialState.PENDING.value, TrialState.RUNNING.value)
+_FINISHED = tuple(s.value for s in FINISHED_STATES)
+
+
+class _RollbackError(Exception):
+    """Raised inside a write transaction to roll it back quietly."""
+
+
+def dispose_engines() -> None:
+    """Close this process's engines: hpo's and those of the cached Optuna storages."""
+    _dispose_hpo_engines()
+    mirror.dispose_optuna_storages()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _study(m: RowMapping) -> StudyRow:
+    return StudyRow(
+        id=m["id"],
+        name=m["name"],
+        spec=m["spec"],
+        spec_hash=m["spec_hash"],
+        direction=m["direction"],
+        state=StudyState(m["state"]),
+        current_stage=m["current_stage"],
+        optuna_study_id=m["optuna_study_id"],
+        test_result=loads(m["test_result"]),
+        reason=m["reason"],
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+    )
+
+
+def _stage(m: RowMapping) -> StageRow:
+    return StageRow(
+        study_id=m["study_id"],
+        index=m["index"],
+        n_trials=m["n_trials"],
+        epochs=m["epochs"],
+        space=m["space"],
+        state=StageState(m["state"]),
+        created_at=m["created_at"],
+        finished_at=m["finished_at"],
+    )
+
+
+def _trial(m: RowMapping) -> TrialRow:
+    return TrialRow(
+        id=m["id"],
+        study_id=m["study_id"],
+        number=m["number"],
+        stage=m["stage"],
+        params=loads(m["params"]),
+        seed=m["seed"],
+        state=TrialState(m["state"]),
+        attempts=m["attempts"],
+        worker=m["worker"],
+        lease_expires_at=m["lease_expires_at"],
+        value=m["value"],
+        reason=m["reason"],
+        curves=loads(m["curves"]),
+        intermediate=intermediate_from_json(m["intermediate"]),
+        optuna_trial_id=m["optuna_trial_id"],
+        created_at=m["created_at"],
+        started_at=m["started_at"],
+        finished_at=m["finished_at"],
+    )
+
+
+def _check_trials(trials: Sequence[tuple[int, Mapping[str, Any], int]], first: int | None, what: str) -> None:
+    numbers = [int(t[0]) for t in trials]
+    start = numbers[0] if first is None else first
+    if numbers != list(range(start, start + len(numbers))):
+        raise ValueError(f"{what}: trial numbers must be contiguous from {start}, got {numbers}")
+
+
+def _check_draft(draft: StageDraft, index: int, first_number: int | None) -> None:
+    """Validate a stage draft before anything is written (numbers checked again in the transaction).
+
+    A stage may start with fewer trials than ``n_trials`` (sequential samplers add the rest with
+    :meth:`Storage.add_trials`), never with none and never with more.
+    """
+    if draft.index != index:
+        raise ValueError(f"stage draft has index {draft.index}, expected {index}")
+    if not 1 <= len(draft.trials) <= draft.n_trials:
+        raise ValueError(f"stage {index}: n_trials={draft.n_trials} but {len(draft.trials)} trials given")
+    if draft.epochs < 0:
+        raise ValueError(f"stage {index}: epochs must be >= 0")
+    _check_trials(draft.trials, first_number, f"stage {index}")
+    mirror.decode_space(draft.space_json)  # raises StorageError when it is not a space
+
+
+def _check_direction(direction: str) -> None:
+    if direction not in ("minimize", "maximize"):
+        raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
+
+
+class Storage:
+    """hpo's tables in one database: studies, their stages, and the trial state machine.
+
+    A ``Storage`` holds only its URL: it is cheap, picklable, and safe to use in forked or spawned
+    children (engines are per process, see :func:`hpo.storage.create_engine`). Every method runs
+    its own short transaction and returns plain frozen rows.
+
+    Args:
+        url: ``sqlite:///FILE`` or ``postgresql+psycopg://USER@HOST:PORT/DB``.
+
+    Raises:
+        StorageError: The URL names an in-memory SQLite database or an unsupported database.
+    """
+
+    def __init__(self, url: str) -> None:
+        _check_url(sa.engine.make_url(url))
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"Storage({redact(self.url)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """This process's engine for the URL."""
+        return create_engine(self.url)
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is SQLite."""
+        return sa.engine.make_url(self.url).get_backend_name() == "sqlite"
+
+    # -- transactions ------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except sa.exc.IntegrityError:
+            raise
+        except sa.exc.SQLAlchemyError as exc:
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            hint = ""
+            if "no such table" in text or "does not exist" in text:
+                hint = " (is the database initialised? run Storage.upgrade())"
+            raise StorageError(f"database {redact(self.url)}: {text}{hint}") from exc
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (``BEGIN IMMEDIATE`` on SQLite), committed on success."""
+        with self._errors(), self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        """A read-only transaction (deferred on SQLite: it never waits for writers)."""
+        with self._errors(), read_engine(self.engine).connect() as conn:
+            yield conn
+
+    # -- schema ------------------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Create or upgrade hpo's tables (Alembic, ``hpo_alembic_version``) and Optuna's."""
+        _upgrade(self.url)
+
+    def check_schema(self) -> None:
+        """Check, without changing anything, that the database has been upgraded.
+
+        Raises:
+            StorageError: hpo's tables are missing or not at the newest revision, or Optuna's tables
+                are missing.
+        """
+        head = head_revision()
+        with self._errors():
+            revision = current_revision(self.url)
+            has_optuna = sa.inspect(self.engine).has_table("studies")
+        if revision != head:
+            state = "not initialised" if revision is None else f"at revision {revision}, not {head}"
+            raise StorageError(f"database {redact(self.url)} is {state}: upgrade it (hpo db upgrade)")
+        if not has_optuna:
+            raise StorageError(
+                f"database {redact(self.url)} has no Optuna tables: upgrade it (hpo db upgrade)"
+            )
+
+    def dispose(self) -> None:
+        """Close this process's connections to the database (hpo's and Optuna's engines).
+
+        Call before starting worker processes; the next use opens new connections.
+        """
+        dispose_engine(self.url)
+        mirror.dispose_optuna_storage(self.url)
+
+    # -- studies -----------------------------------------------------------------------------
+
+    def create_study(
+        self, name: str, spec_json: str, spec_hash: str, direction: str, first_stage: StageDraft
+    ) -> tuple[StudyRow, bool]:
+        """Create a study with its first stage and that stage's ``PENDING`` trials, in one transaction.
+
+        Submitting the same study again (same name, same spec hash) returns the existing study.
+        The Optuna study of the same name is created right after.
+
+        Args:
+            name: Unique study name.
+            spec_json: JSON text of the validated spec.
+            spec_hash: sha256 of the canonical spec JSON.
+            direction: ``"minimize"`` or ``"maximize"``.
+            first_stage: Stage 0 with trials numbered 0, 1, ...
+
+        Returns:
+            ``(study, created)``; ``created`` is ``False`` when the study already existed.
+
+        Raises:
+            StudyExistsError: A study of that name has a different spec hash, or an Optuna study of
+                that name exists that hpo did not create. Nothing is written.
+            ValueError: Invalid direction or stage draft. Nothing is written.
+        """
+        _check_direction(direction)
+        _check_draft(first_stage, 0, 0)
+        existing = self.find_study(name)
+        if existing is not None:
+            return self._same_study(existing, spec_hash), False
+        optuna_id = mirror.find_optuna_study(self.url, name)
+        if optuna_id is not None:
+            # Ours is committed before its Optuna study is created: a concurrent creator's study
+            # is visible by now.
+            existing = self.find_study(name)
+            if existing is not None:
+                return self._same_study(existing, spec_hash), False
+            if mirror.optuna_study_owner(self.url, optuna_id) is not None:
+                # Left by a delete_study that stopped between our rows and the Optuna study.
+                mirror.delete_optuna_study(self.url, optuna_id)
+            else:
+                raise StudyExistsError(
+                    f"an Optuna study named {name!r} already exists in this database; choose another name"
+                )
+        now = _now()
+        try:
+            with self._write() as conn:
+                study_id = conn.execute(
+                    sa.insert(_S)
+                    .values(
+                        name=name,
+                        spec=spec_json,
+                        spec_hash=spec_hash,
+                        direction=direction,
+                        state=StudyState.RUNNING.value,
+                        current_stage=0,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .returning(_S.c.id)
+                ).scalar_one()
+                self._insert_stage(conn, study_id, first_stage, now)
+        except sa.exc.IntegrityError:
+            existing = self.find_study(name)
+            if existing is None:
+                raise
+            return self._same_study(existing, spec_hash), False
+        return self._ensure_optuna_study(self.get_study_by_id(study_id)), True
+
+    def _same_study(self, existing: StudyRow, spec_hash: str) -> StudyRow:
+        if existing.spec_hash != spec_hash:
+            raise StudyExistsError(
+                f"study {existing.name!r} already exists with a different spec; "
+                "choose another name or delete it first"
+            )
+        return self._ensure_optuna_study(existing)
+
+    def _insert_stage(self, conn: Connection, study_id: int, draft: StageDraft, now: datetime) -> None:
+        conn.execute(
+            sa.insert(_G).values(
+                study_id=study_id,
+                index=draft.index,
+                n_trials=draft.n_trials,
+                epochs=draft.epochs,
+                space=draft.space_json,
+                state=StageState.RUNNING.value,
+                created_at=now,
+            )
+        )
+        self._insert_trials(conn, study_id, draft.index, draft.trials, now)
+
+    @staticmethod
+    def _insert_trials(
+        conn: Connection,
+        study_id: int,
+        stage: int,
+        trials: Sequence[tuple[int, Mapping[str, Any], int]],
+        now: datetime,
+    ) -> None:
+        conn.execute(
+            sa.insert(_T),
+            [
+                {
+                    "study_id": study_id,
+                    "number": int(number),
+                    "stage": stage,
+                    "params": dumps(dict(params)),
+                    "seed": int(seed),
+                    "state": TrialState.PENDING.value,
+                    "attempts": 0,
+                    "created_at": now,
+                }
+                for number, params, seed in trials
+            ],
+        )
+
+    def find_study(self, name: str) -> StudyRow | None:
+        """The study called ``name``, or ``None``."""
+        with self._read() as conn:
+            m = conn.execute(sa.select(_S).where(_S.c.name == name)).mappings().first()
+        return None if m is None else _study(m)
+
+    def get_study(self, name: str) -> StudyRow:
+        """The study called ``name``.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        study = self.find_study(name)
+        if study is None:
+            raise StudyNotFoundError(f"no study named {name!r}")
+        return study
+
+    def get_study_by_id(self, study_id: int) -> StudyRow:
+        """The study with id ``study_id``.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        with self._read() as conn:
+            m = conn.execute(sa.select(_S).where(_S.c.id == study_id)).mappings().first()
+        if m is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        return _study(m)
+
+    def list_studies(self) -> list[StudyRow]:
+        """Every study, oldest first."""
+        with self._read() as conn:
+            return [_study(m) for m in conn.execute(sa.select(_S).order_by(_S.c.id)).mappings()]
+
+    def stages(self, study_id: int) -> list[StageRow]:
+        """The stages of a study, by index."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(_G).where(_G.c.study_id == study_id).order_by(_G.c.index))
+            return [_stage(m) for m in rows.mappings()]
+
+    def stage(self, study_id: int, index: int) -> StageRow | None:
+        """One stage of a study, or ``None``."""
+        with self._read() as conn:
+            m = (
+                conn.execute(sa.select(_G).where(_G.c.study_id == study_id, _G.c.index == index))
+                .mappings()
+                .first()
+            )
+        return None if m is None else _stage(m)
+
+    def set_stage_space(self, study_id: int, index: int, space_json: str) -> bool:
+        """Replace the recorded space of a stage that is still ``RUNNING``.
+
+        Trials already mirrored into Optuna keep the distributions they were written with.
+
+        Returns:
+            Whether the stage exists and is running (and was updated).
+        """
+        mirror.decode_space(space_json)
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(_G)
+                .where(_G.c.study_id == study_id, _G.c.index == index, _G.c.state == StageState.RUNNING.value)
+                .values(space=space_json)
+            )
+            return result.rowcount == 1
+
+    # -- trials: reads -----------------------------------------------------------------------
+
+    def trials(
+        self, study_id: int, states: Iterable[TrialState | str] | None = None, stage: int | None = None
+    ) -> list[TrialRow]:
+        """Trials of a study by number, optionally only those in ``states`` and/or of one stage."""
+        query = sa.select(_T).where(_T.c.study_id == study_id).order_by(_T.c.number)
+        if states is not None:
+            query = query.where(_T.c.state.in_([TrialState(s).value for s in states]))
+        if stage is not None:
+            query = query.where(_T.c.stage == stage)
+        with self._read() as conn:
+            return [_trial(m) for m in conn.execute(query).mappings()]
+
+    def best_trials(self, study_id: int, direction: str, k: int = 1) -> list[TrialRow]:
+        """The ``k`` best COMPLETE trials, best first; ties go to the later stage (longer training),
+        then the lower number. Sorted in SQL, so a progress display never reads every trial.
+        """
+        order = _T.c.value.desc() if direction == "maximize" else _T.c.value.asc()
+        query = (
+            sa.select(_T)
+            .where(_T.c.study_id == study_id, _T.c.state == TrialState.COMPLETE.value)
+            .where(_T.c.value.is_not(None))
+            .order_by(order, _T.c.stage.desc(), _T.c.number)
+            .limit(k)
+        )
+        with self._read() as conn:
+            return [_trial(m) for m in conn.execute(query).mappings()]
+
+    def trial(self, trial_id: int) -> TrialRow | None:
+        """One trial, or ``None``."""
+        with self._read() as conn:
+            m = conn.execute(sa.select(_T).where(_T.c.id == trial_id)).mappings().first()
+        return None if m is None else _trial(m)
+
+    def counts(self, study_id: int, stage: int | None = None) -> dict[TrialState, int]:
+        """Number of trials in each state (every state present, zeros included)."""
+        query = sa.select(_T.c.state, sa.func.count()).where(_T.c.study_id == study_id).group_by(_T.c.state)
+        if stage is not None:
+            query = query.where(_T.c.stage == stage)
+        out = dict.fromkeys(TrialState, 0)
+        with self._read() as conn:
+            for state, n in conn.execute(query):
+                out[TrialState(state)] = int(n)
+        return out
+
+    def intermediate_values(self, study_id: int, stage: int | None = None) -> dict[int, dict[int, float]]:
+        """Per-epoch objective values reported so far (by heartbeats or finish), by trial number.
+
+        Feeds pruners: trials without any value are left out.
+        """
+        query = (
+            sa.select(_T.c.number, _T.c.intermediate)
+            .where(_T.c.study_id == study_id, _T.c.intermediate.is_not(None))
+            .order_by(_T.c.number)
+        )
+        if stage is not None:
+            query = query.where(_T.c.stage == stage)
+        with self._read() as conn:
+            return {number: intermediate_from_json(text) or {} for number, text in conn.execute(query)}
+
+    # -- trials: the state machine -----------------------------------------------------------
+
+    def _claim_values(self, worker: str, lease_seconds: float) -> dict[str, Any]:
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be > 0")
+        now = _now()
+        return {
+            "state": TrialState.RUNNING.value,
+            "attempts": _T.c.attempts + 1,
+            "worker": worker,
+            "started_at": now,
+            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        }
+
+    def _claimed(self, conn: Connection, m: RowMapping | None) -> TrialRow | None:
+        """Keep a claim only if its study is still running (PostgreSQL: checked under a share lock).
+
+        A concurrent cancel either waits for this claim (and then requeues the trial) or made it
+        wait and is seen here; SQLite's ``BEGIN IMMEDIATE`` already serialises both.
+        """
+        if m is None:
+            return None
+        if conn.dialect.name != "sqlite":
+            state = conn.execute(
+                sa.select(_S.c.state).where(_S.c.id == m["study_id"]).with_for_update(read=True)
+            ).scalar_one()
+            if state != StudyState.RUNNING.value:
+                raise _RollbackError
+        return _trial(m)
+
+    def claim_next(self, study_id: int | None, worker: str, lease_seconds: float) -> TrialRow | None:
+        """Claim the oldest ``PENDING`` trial of a running study (of ``study_id``, or of any study).
+
+        Args:
+            study_id: Only this study, or ``None`` for any running study.
+            worker: Name of the claiming worker (recorded; ``heartbeat``/``finish`` must match).
+            lease_seconds: The claim expires unless extended by a heartbeat within this time.
+
+        Returns:
+            The claimed trial (``RUNNING``, ``attempts`` incremented), or ``None`` if none is free.
+        """
+        values = self._claim_values(worker, lease_seconds)
+        pick = _T.alias("pick")
+        sub = (
+            sa.select(pick.c.id)
+            .join(_S, _S.c.id == pick.c.study_id)
+            .where(pick.c.state == TrialState.PENDING.value, _S.c.state == StudyState.RUNNING.value)
+            .order_by(pick.c.id)
+            .limit(1)
+        )
+        if study_id is not None:
+            sub = sub.where(pick.c.study_id == study_id)
+        if not self.is_sqlite:
+            sub = sub.with_for_update(skip_locked=True, of=pick)
+        stmt = (
+            sa.update(_T)
+            .where(_T.c.id == sub.scalar_subquery(), _T.c.state == TrialState.PENDING.value)
+            .values(**values)
+            .returning(*_T.c)
+        )
+        try:
+            with self._write() as conn:
+                return self._claimed(conn, conn.execute(stmt).mappings().first())
+        except _RollbackError:
+            return None
+
+    def claim(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRow | None:
+        """Claim one trial if it is ``PENDING`` and its study is running (Celery tasks name the trial).
+
+        Returns:
+            The claimed trial, or ``None`` (already claimed, finished, or the study is not running).
+        """
+        values = self._claim_values(worker, lease_seconds)
+        running = sa.exists().where(_S.c.id == _T.c.study_id, _S.c.state == StudyState.RUNNING.value)
+        stmt = (
+            sa.update(_T)
+            .where(_T.c.id == trial_id, _T.c.state == TrialState.PENDING.value, running)
+            .values(**values)
+            .returning(*_T.c)
+        )
+        try:
+            with self._write() as conn:
+                return self._claimed(conn, conn.execute(stmt).mappings().first())
+        except _RollbackError:
+            return None
+
+    @staticmethod
+    def _held(trial_id: int, worker: str, attempt: int | None) -> list[Any]:
+        cond = [_T.c.id == trial_id, _T.c.state == TrialState.RUNNING.value, _T.c.worker == worker]
+        if attempt is not None:
+            cond.append(_T.c.attempts == attempt)
+        return cond
+
+    def heartbeat(
+        self,
+        trial_id: int,
+        worker: str,
+        lease_seconds: float,
+        curves: list[Any] | None = None,
+        intermediate: Mapping[int, float] | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> bool:
+        """Extend the lease of a running trial, and store its curves / intermediate values so far.
+
+        Args:
+            trial_id: The trial.
+            worker: The worker that claimed it.
+            lease_seconds: New lease, from now.
+            curves: Epoch records so far (unchanged when ``None``).
+            intermediate: ``{epoch: objective value}`` so far (unchanged when ``None``).
+            attempt: The claim's ``attempts`` value, to tell this claim from an older one of the same
+                worker name (recommended).
+
+        Returns:
+            ``False`` when the worker should stop: the trial is no longer ``RUNNING`` under this
+            claim (lease taken over, finished, requeued) or its study is not running (cancelled).
+        """
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be > 0")
+        values: dict[str, Any] = {"lease_expires_at": _now() + timedelta(seconds=lease_seconds)}
+        if curves is not None:
+            values["curves"] = dumps(curves)
+        if intermediate is not None:
+            values["intermediate"] = intermediate_to_json(intermediate)
+        running = sa.exists().where(_S.c.id == _T.c.study_id, _S.c.state == StudyState.RUNNING.value)
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(_T).where(*self._held(trial_id, worker, attempt), running).values(**values)
+            )
+            return result.rowcount == 1
+
+    def finish(
+        self,
+        trial_id: int,
+        worker: str,
+        state: TrialState | str,
+        value: float | None = None,
+        reason: str | None = None,
+        curves: list[Any] | None = None,
+        intermediate: Mapping[int, float] | None = None,
+        *,
+        attempt: int | None = None,
+    ) -> bool:
+        """Record the result of a running trial, once; then mirror it into Optuna.
+
+        Only ``RUNNING`` -> final under the same claim: a second delivery of the same result, or a
+        late worker whose lease was taken over, changes nothing and gets ``False``. A failure to
+        write the Optuna mirror is logged, not raised (:meth:`sync` repairs it).
+
+        Args:
+            trial_id: The trial.
+            worker: The worker that claimed it.
+            state: ``COMPLETE`` (needs a value that is not NaN), ``FAIL`` (needs a reason) or
+                ``PRUNED``.
+            value: Objective value.
+            reason: Why it failed or was pruned.
+            curves: Epoch records (kept from the last heartbeat when ``None``).
+            intermediate: ``{epoch: objective value}`` (kept from the last heartbeat when ``None``).
+            attempt: The claim's ``attempts`` value (recommended, see :meth:`heartbeat`).
+
+        Returns:
+            Whether this call recorded the result.
+        """
+        final = TrialState(state)
+        if final not in FINISHED_STATES:
+            raise ValueError(f"finish needs a final state (COMPLETE, FAIL, PRUNED), not {final}")
+        if final == TrialState.COMPLETE and (value is None or math.isnan(value)):
+            raise ValueError("a COMPLETE trial needs a value that is not NaN (record FAIL with a reason)")
+        if final == TrialState.FAIL:
+            if not reason:
+                raise ValueError("a FAIL trial needs a reason")
+            value = None
+        values: dict[str, Any] = {
+            "state": final.value,
+            "value": None if value is None else float(value),
+            "reason": reason,
+            "finished_at": _now(),
+            "lease_expires_at": None,
+        }
+        if curves is not None:
+            values["curves"] = dumps(curves)
+        if intermediate is not None:
+            values["intermediate"] = intermediate_to_json(intermediate)
+        with self._write() as conn:
+            m = (
+                conn.execute(
+                    sa.update(_T)
+                    .where(*self._held(trial_id, worker, attempt))
+                    .values(**values)
+                    .returning(_T.c.study_id)
+                )
+                .mappings()
+                .first()
+            )
+        if m is None:
+            return False
+        self._mirror_quietly(m["study_id"], [trial_id])
+        return True
+
+    def _requeue(
+        self,
+        conn: Connection,
+        where: list[Any],
+        now: datetime,
+        max_attempts: int | None,
+        *,
+        count_attempt: bool = True,
+    ) -> tuple[list[int], list[int]]:
+        """Move ``RUNNING`` trials matching ``where`` back to ``PENDING`` (or to ``FAIL`` at the cap).
+
+        Returns:
+            ``(requeued ids, failed ids)``.
+        """
+        running = [*where, _T.c.state == TrialState.RUNNING.value]
+        failed: list[int] = []
+        if max_attempts is not None:
+            reason = (
+                sa.literal("worker lost ")
+                + sa.cast(_T.c.attempts, sa.String)
+                + sa.literal(" times (attempt cap)")
+            )
+            failed = list(
+                conn.execute(
+                    sa.update(_T)
+                    .where(*running, _T.c.attempts >= max_attempts)
+                    .values(
+                        state=TrialState.FAIL.value,
+                        value=None,
+                        reason=reason,
+                        finished_at=now,
+                        lease_expires_at=None,
+                    )
+                    .returning(_T.c.id)
+                ).scalars()
+            )
+        values: dict[str, Any] = {
+            "state": TrialState.PENDING.value,
+            "worker": None,
+            "lease_expires_at": None,
+            "started_at": None,
+            "curves": None,  # the next attempt starts over
+            "intermediate": None,
+        }
+        if not count_attempt:
+            values["attempts"] = _T.c.attempts - 1
+        requeued = list(
+            conn.execute(sa.update(_T).where(*running).values(**values).returning(_T.c.id)).scalars()
+        )
+        return requeued, failed
+
+    def release(
+        self,
+        trial_id: int,
+        worker: str,
+        *,
+        attempt: int | None = None,
+        worker_lost: bool = False,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> bool:
+        """Hand a running trial back: ``RUNNING`` -> ``PENDING`` under its claim; partial results dropped.
+
+        Args:
+            trial_id: The trial.
+            worker: The worker that claimed it.
+            attempt: The claim's ``attempts`` value (recommended, see :meth:`heartbeat`).
+            worker_lost: ``False`` (default): the run was stopped on purpose (Ctrl-C, shutdown), and the
+                aborted attempt is not counted. ``True``: its worker process died (found by a
+                supervisor); this counts like a lease expiry, and at ``max_attempts`` the trial goes to
+                ``FAIL`` with reason ``"worker lost N times (attempt cap)"`` instead.
+            max_attempts: Attempt cap when ``worker_lost``.
+
+        Returns:
+            Whether the trial was held by this claim (and is now ``PENDING``, or ``FAIL`` at the cap).
+        """
+        with self._write() as conn:
+            requeued, failed = self._requeue(
+                conn,
+                self._held(trial_id, worker, attempt),
+                _now(),
+                max_attempts if worker_lost else None,
+                count_attempt=worker_lost,
+            )
+        if failed:
+            row = self.trial(trial_id)
+            if row is not None:
+                self._mirror_quietly(row.study_id, failed)
+        return bool(requeued or failed)
+
+    def requeue_expired(
+        self,
+        now: datetime | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        *,
+        study_id: int | None = None,
+    ) -> list[int]:
+        """The reaper: ``RUNNING`` trials whose lease expired go back to ``PENDING``.
+
+        A trial already claimed ``max_attempts`` times goes to ``FAIL`` instead, with reason
+        ``"worker lost N times (attempt cap)"``, and is mirrored into Optuna. A failed trial may
+        finish its stage: call :meth:`advance` for the studies concerned.
+
+        Args:
+            now: The time to compare leases with (default: now, UTC).
+            max_attempts: Attempt cap.
+            study_id: Only this study's trials (default: every study's).
+
+        Returns:
+            Ids of the trials moved (requeued and failed).
+        """
+        now = now or _now()
+        where = [_T.c.lease_expires_at < now]
+        if study_id is not None:
+            where.append(_T.c.study_id == study_id)
+        with self._write() as conn:
+            requeued, failed = self._requeue(conn, where, now, max_attempts)
+            study_of = dict(conn.execute(sa.select(_T.c.id, _T.c.study_id).where(_T.c.id.in_(failed))).all())
+        by_study: dict[int, list[int]] = {}
+        for trial_id in failed:
+            by_study.setdefault(study_of[trial_id], []).append(trial_id)
+        for failed_study, ids in by_study.items():
+            self._mirror_quietly(failed_study, ids)
+        return sorted(requeued + failed)
+
+    # -- stages ------------------------------------------------------------------------------
+
+    def advance(
+        self,
+        study_id: int,
+        expected_stage: int,
+        next_stage: StageDraft | None,
+        *,
+        complete_reason: str | None = None,
+        test_result: Any = None,
+    ) -> bool:
+        """Move a study past a finished stage; exactly one of several concurrent callers wins.
+
+        A compare-and-set on ``hpo_studies.current_stage == expected_stage`` (study ``RUNNING``, all
+        ``n_trials`` trials of that stage created and none ``PENDING`` or ``RUNNING``: invariant I1), in
+        one transaction with the rest: the stage is
+        marked ``COMPLETE``, then either ``next_stage`` and its ``PENDING`` trials are inserted, or
+        (``next_stage`` is ``None``) the study is marked ``COMPLETE`` with ``test_result``.
+
+        Args:
+            study_id: The study.
+            expected_stage: The stage the caller saw finish.
+            next_stage: The next stage (index ``expected_stage + 1``, numbers continuing the study's),
+                or ``None`` to complete the study.
+            complete_reason: Recorded as the study's reason on completion (e.g. early stop).
+            test_result: JSON value recorded on completion.
+
+        Returns:
+            Whether this call advanced the study (``False``: not finished yet, or someone else did).
+
+        Raises:
+            ValueError: The draft is malformed.
+            StorageError: The draft's numbers do not continue the study's numbering.
+        """
+        if next_stage is not None:
+            _check_draft(next_stage, expected_stage + 1, None)
+        now = _now()
+        unfinished = (
+            sa.select(_T.c.id)
+            .where(_T.c.study_id == study_id, _T.c.stage == expected_stage, _T.c.state.in_(_UNFINISHED))
+            .exists()
+        )
+        created = (
+            sa.select(sa.func.count())
+            .where(_T.c.study_id == study_id, _T.c.stage == expected_stage)
+            .scalar_subquery()
+        )
+        planned = (
+            sa.select(_G.c.n_trials)
+            .where(_G.c.study_id == study_id, _G.c.index == expected_stage)
+            .scalar_subquery()
+        )
+        if next_stage is None:
+            values: dict[str, Any] = {
+                "state": StudyState.COMPLETE.value,
+                "test_result": None if test_result is None else dumps(test_result),
+                "reason": complete_reason,
+            }
+        else:
+            values = {"current_stage": expected_stage + 1}
+        with self._write() as conn:
+            won = conn.execute(
+                sa.update(_S)
+                .where(
+                    _S.c.id == study_id,
+                    _S.c.current_stage == expected_stage,
+                    _S.c.state == StudyState.RUNNING.value,
+                    ~unfinished,
+                    created == planned,
+                )
+                .values(updated_at=now, **values)
+                .returning(_S.c.id)
+            ).first()
+            if won is None:
+                return False
+            conn.execute(
+                sa.update(_G)
+                .where(_G.c.study_id == study_id, _G.c.index == expected_stage)
+                .values(state=StageState.COMPLETE.value, finished_at=now)
+            )
+            if next_stage is not None:
+                count, top = conn.execute(
+                    sa.select(sa.func.count(), sa.func.max(_T.c.number)).where(_T.c.study_id == study_id)
+                ).one()
+                first = int(next_stage.trials[0][0])
+                if first != count or (top is not None and top != count - 1):
+                    raise StorageError(
+                        f"stage {next_stage.index} of study {study_id} must number its trials from {count}, "
+                        f"not {first}"
+                    )
+                self._insert_stage(conn, study_id, next_stage, now)
+        return True
+
+    def add_trials(
+        self, study_id: int, stage: int, trials: Sequence[tuple[int, Mapping[str, Any], int]]
+    ) -> bool:
+        """Add ``PENDING`` trials to the current stage (sequential samplers propose a few at a time).
+
+        A compare-and-set: the study is ``RUNNING`` in stage ``stage`` and the numbers continue the
+        study's numbering (I2). A concurrent caller that already added these numbers makes this one
+        return ``False``; the stage never gets more than its ``n_trials``.
+
+        Args:
+            study_id: The study.
+            stage: Its current stage.
+            trials: ``(number, params, seed)`` per trial, numbered from the study's trial count.
+
+        Returns:
+            Whether the trials were added.
+
+        Raises:
+            ValueError: Malformed or empty ``trials``.
+            StorageError: The numbers leave a gap, or the stage would exceed its ``n_trials``.
+        """
+        trials = list(trials)
+        if not trials:
+            raise ValueError("add_trials needs at least one trial")
+        _check_trials(trials, None, f"stage {stage}")
+        now = _now()
+        try:
+            with self._write() as conn:
+                # Lock the study row (PostgreSQL) so add_trials and advance of a study serialise.
+                if (
+                    conn.execute(
+                        sa.update(_S)
+                        .where(
+                            _S.c.id == study_id,
+                            _S.c.state == StudyState.RUNNING.value,
+                            _S.c.current_stage == stage,
+                        )
+                        .values(updated_at=now)
+                        .returning(_S.c.id)
+                    ).first()
+                    is None
+                ):
+                    raise _RollbackError
+                n_trials = conn.execute(
+                    sa.select(_G.c.n_trials).where(_G.c.study_id == study_id, _G.c.index == stage)
+                ).scalar_one()
+                total, in_stage = conn.execute(
+                    sa.select(sa.func.count(), sa.func.count().filter(_T.c.stage == stage)).where(
+                        _T.c.study_id == study_id
+                    )
+                ).one()
+                first = int(trials[0][0])
+                if first < total:
+                    raise _RollbackError  # another caller added these numbers first
+                if first > total:
+                    raise StorageError(
+                        f"study {study_id}: new trials must be numbered from {total}, not {first}"
+                    )
+                if in_stage + len(trials) > n_trials:
+                    raise StorageError(
+                        f"stage {stage} of study {study_id} has {in_stage} of {n_trials} trials; "
+                        f"cannot add {len(trials)}"
+                    )
+                self._insert_trials(conn, study_id, stage, trials, now)
+        except (_RollbackError, sa.exc.IntegrityError):
+            return False
+        return True
+
+    def set_test_result(self, study_id: int, test_result: Any) -> bool:
+        """Record the study's test result (JSON value), e.g. once the best trial was evaluated.
+
+        Returns:
+            Whether the study exists.
+        """
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(_S)
+                .where(_S.c.id == study_id)
+                .values(test_result=dumps(test_result), updated_at=_now())
+            )
+            return result.rowcount == 1
+
+    # -- study lifecycle ---------------------------------------------------------------------
+
+    def _stop(self, where: Any, state: StudyState, reason: str | None) -> StudyRow | None:
+        with self._write() as conn:
+            m = (
+                conn.execute(
+                    sa.update(_S)
+                    .where(where, _S.c.state == StudyState.RUNNING.value)
+                    .values(state=state.value, reason=reason, updated_at=_now())
+                    .returning(*_S.c)
+                )
+                .mappings()
+                .first()
+            )
+            if m is None:
+                return None
+            self._requeue(conn, [_T.c.study_id == m["id"]], _now(), None, count_attempt=False)
+            return _study(m)
+
+    def cancel_study(self, name: str, reason: str = "cancelled") -> StudyRow:
+        """Stop a running study, keeping everything needed to resume it.
+
+        The study becomes ``CANCELLED``; ``PENDING`` trials stay ``PENDING``; ``RUNNING`` trials go back
+        to ``PENDING`` without counting the aborted attempt. Their workers' heartbeats return
+        ``False`` and their late results are ignored. Cancelling a study that is not running
+        changes nothing.
+
+        Returns:
+            The study after the call.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        study = self.get_study(name)
+        return self._stop(_S.c.id == study.id, StudyState.CANCELLED, reason) or self.get_study(name)
+
+    def fail_study(self, study_id: int, reason: str) -> bool:
+        """Mark a running study ``FAILED`` (e.g. too many failed trials), stopping it like a cancel.
+
+        A compare-and-set: only a ``RUNNING`` study is failed, so the first reason is kept.
+
+        Returns:
+            Whether this call failed the study (``False``: it was not running, or does not exist).
+        """
+        return self._stop(_S.c.id == study_id, StudyState.FAILED, reason) is not None
+
+    def resume_study(
+        self, name: str, *, requeue_running: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    ) -> StudyRow:
+        """Set a ``CANCELLED`` or ``FAILED`` study ``RUNNING`` again; its ``PENDING`` trials run next.
+
+        After resuming, call :meth:`advance` for the current stage (a stage whose last trial
+        finished while the study was stopped is advanced then).
+
+        Args:
+            name: The study.
+            requeue_running: Also put its ``RUNNING`` trials back to ``PENDING`` now, without waiting
+                for their leases (the caller knows their workers are gone, e.g. a local run that was
+                killed); this counts as a lost attempt, like a lease expiry.
+            max_attempts: Attempt cap for ``requeue_running``.
+
+        Returns:
+            The study after the call.
+
+        Raises:
+            StudyNotFoundError: No such study.
+            StorageError: The study is ``COMPLETE``.
+        """
+        study = self.get_study(name)
+        if study.state == StudyState.COMPLETE:
+            raise StorageError(f"study {name!r} is complete; there is nothing to resume")
+        failed: list[int] = []
+        with self._write() as conn:
+            conn.execute(
+                sa.update(_S)
+                .where(
+                    _S.c.id == study.id, _S.c.state.in_([StudyState.CANCELLED.value, StudyState.FAILED.value])
+                )
+                .values(state=StudyState.RUNNING.value, reason=None, updated_at=_now())
+            )
+            if requeue_running:
+                _, failed = self._requeue(conn, [_T.c.study_id == study.id], _now(), max_attempts)
+        if failed:
+            self._mirror_quietly(study.id, failed)
+        return self.get_study(name)
+
+    def delete_study(self, name: str) -> None:
+        """Delete a study: its rows (stages and trials cascade), then its Optuna study.
+
+        The study is stopped first, so that in-flight claims give their trials up (on PostgreSQL
+        they would otherwise deadlock with the cascade) and late results are ignored. The Optuna
+        study is deleted under the mirror lock, after any mirror in progress; a later mirror finds
+        no rows. A crash in between leaves an Optuna study whose owner is gone, which
+        :meth:`create_study` removes when the name is used again.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        study = self.get_study(name)
+        self._stop(_S.c.id == study.id, StudyState.CANCELLED, "deleted")
+        with self._write() as conn:
+            conn.execute(sa.delete(_S).where(_S.c.id == study.id))
+        optuna_id = mirror.find_optuna_study(self.url, name)
+        if optuna_id is not None and mirror.optuna_study_owner(self.url, optuna_id) == study.id:
+            with self._errors(), exclusive(self.engine, "mirror", study.id):
+                mirror.delete_optuna_study(self.url, optuna_id)
+
+    # -- the Optuna mirror -------------------------------------------------------------------
+
+    def _ensure_optuna_study(self, study: StudyRow, *, verify: bool = False) -> StudyRow:
+        """Make sure the study has its Optuna study, creating or re-creating it if needed.
+
+        With ``verify``, an Optuna study that was deleted (or replaced) is re-created and every
+        trial is marked unmirrored, so that :meth:`sync` writes them all again.
+        """
+        if study.optuna_study_id is not None and not verify:
+            return study
+        found = mirror.find_optuna_study(self.url, study.name)
+        if found is not None and found == study.optuna_study_id:
+            return study
+        optuna_id = mirror.create_optuna_study(self.url, study.name, study.direction, study.id)
+        # Under the mirror lock: no mirror of this study is half-way while its trials are reset.
+        with (
+            self._errors(),
+            exclusive(self.engine, "mirror", study.id) as locked,
+            self._locked_tx(locked) as conn,
+        ):
+            conn.execute(
+                sa.update(_S)
+                .where(_S.c.id == study.id, _S.c.optuna_study_id.is_distinct_from(optuna_id))
+                .values(optuna_study_id=optuna_id)
+            )
+            if study.optuna_study_id is not None:
+                # The recorded Optuna study was not found (SQLite may even reuse its id): every trial
+                # is written again, or re-linked where the look-up by hpo_trial_id finds it.
+                # Finished trials only: those are the mirrored ones, and no claim holds their rows.
+                conn.execute(
+                    sa.update(_T)
+                    .where(_T.c.study_id == study.id, _T.c.state.in_(_FINISHED))
+                    .values(optuna_trial_id=None)
+                )
+        return self.get_study_by_id(study.id)
+
+    @contextlib.contextmanager
+    def _locked_tx(self, locked: Connection | None) -> Iterator[Connection]:
+        """The transaction holding an :func:`exclusive` lock (PostgreSQL), else a new write transaction."""
+        if locked is not None:
+            yield locked
+        else:
+            with self._write() as conn:
+                yield conn
+
+    def _mirror(self, study_id: int, trial_ids: Collection[int] | None = None) -> int:
+        """Write finished, unmirrored trials of a study into its Optuna study, once each.
+
+        Under a per-study lock shared by all processes (so a concurrent :meth:`sync` and
+        :meth:`finish` never both write a trial), unmirrored trials are re-read, looked up by
+        ``user_attrs["hpo_trial_id"]`` in Optuna (a crash after Optuna's write is not repeated),
+        written, and their ``optuna_trial_id`` recorded.
+
+        Returns:
+            Number of Optuna trials written.
+        """
+        study = self._ensure_optuna_study(self.get_study_by_id(study_id))
+        optuna_id = study.optuna_study_id
+        assert optuna_id is not None
+        with self._errors(), exclusive(self.engine, "mirror", study_id) as locked:
+            query = sa.select(_T).where(
+                _T.c.study_id == study_id, _T.c.state.in_(_FINISHED), _T.c.optuna_trial_id.is_(None)
+            )
+            if trial_ids is not None:
+                query = query.where(_T.c.id.in_(list(trial_ids)))
+            with self._locked_tx(locked) as conn:
+                rows = [_trial(m) for m in conn.execute(query.order_by(_T.c.number)).mappings()]
+                if not rows:
+                    return 0
+                done = mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows])
+            stages = self.stages(study_id)
+            written = 0
+            for row in rows:
+                optuna_trial_id = done.get(row.id)
+                if optuna_trial_id is None:
+                    trial = mirror.frozen_trial(row, mirror.stage_distributions(stages, row.stage))
+                    optuna_trial_id = mirror.write_trial(self.url, optuna_id, trial)
+                    written += 1
+                elif row.intermediate:
+                    # Written before a crash, maybe without its intermediate values: complete it.
+                    mirror.write_intermediate_values(self.url, optuna_trial_id, row.intermediate)
+                with self._locked_tx(locked) as conn:
+                    conn.execute(
+                        sa.update(_T)
+                        .where(_T.c.id == row.id, _T.c.optuna_trial_id.is_(None))
+                        .values(optuna_trial_id=optuna_trial_id)
+                    )
+            return written
+
+    def _mirror_quietly(self, study_id: int, trial_ids: Collection[int]) -> None:
+        try:
+            self._mirror(study_id, trial_ids)
+        except Exception as exc:  # the result is stored; sync() writes the mirror later
+            _log.warning(
+                "Optuna mirror of trials %s of study %s failed (sync() retries): %s",
+                list(trial_ids),
+                study_id,
+                exc,
+            )
+
+    def sync(self, study_id: int) -> int:
+        """Mirror every finished trial of a study that is missing from its Optuna study.
+
+        Re-creates the Optuna study if it was deleted. Idempotent.
+
+        Returns:
+            Number of Optuna trials written.
+
+        Raises:
+            StudyNotFoundError: No such study.
+            StorageError: A trial cannot be written to Optuna.
+        """
+        self._ensure_optuna_study(self.get_study_by_id(study_id), verify=True)
+        return self._mirror(study_id)
