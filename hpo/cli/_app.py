@@ -10,10 +10,19 @@ import typer
 from .._errors import HPOError, SpecError
 from ._console import err_console
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_FAILURE", "OutputFormat", "app", "exit_code_for", "run"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_FAILURE",
+    "EXIT_INTERRUPTED",
+    "OutputFormat",
+    "app",
+    "exit_code_for",
+    "run",
+]
 
 EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
 
 app = typer.Typer(
     name="hpo",
@@ -33,10 +42,25 @@ class OutputFormat(StrEnum):
 
 
 def exit_code_for(exc: BaseException) -> int | None:
-    """The exit code of an error hpo reports as one line, or None for a genuine bug."""
+    """The exit code of an error hpo reports as one line, or None for a genuine bug.
+
+    The one place where errors become exit codes: 2 for bad input (a wrong file, flag, name or
+    path: nothing was written), 130 for an interrupted run, 1 for other failures. Classes are
+    only looked up in modules already loaded, so classifying an error never imports NumPy.
+    """
     if isinstance(exc, SpecError):
         return EXIT_BAD_INPUT
-    if "engine" in sys.modules:  # never import NumPy just to classify an error
+    if "hpo._local" in sys.modules:
+        from hpo._local import LocalRunInterruptedError
+
+        if isinstance(exc, LocalRunInterruptedError):
+            return EXIT_INTERRUPTED
+    if "hpo.storage" in sys.modules:
+        from hpo.storage import StudyExistsError, StudyNotFoundError
+
+        if isinstance(exc, StudyExistsError | StudyNotFoundError):
+            return EXIT_BAD_INPUT
+    if "engine" in sys.modules:
         from engine import ConfigError, DatasetError, EngineError
 
         if isinstance(exc, ConfigError | DatasetError):
@@ -54,7 +78,8 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from . import _train  # noqa: F401  (registers its commands on `app`)
+    # Importing these modules registers their commands on `app`.
+    from . import _plot, _query, _study, _train  # noqa: F401
 
 
 def run() -> None:

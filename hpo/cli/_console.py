@@ -11,8 +11,11 @@ __all__ = ["err_console", "out_console"]
 
 @cache
 def out_console() -> Console:
-    """Console for data (stdout)."""
-    return Console(soft_wrap=True)
+    """Console for data (stdout). Piped tables are not squeezed to 80 columns."""
+    console = Console(soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(soft_wrap=True, width=200)
+    return console
 
 
 @cache

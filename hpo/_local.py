@@ -1,0 +1,209 @@
+"""The embedded default: run a study in local worker processes, with no server.
+
+Workers are forked from the command's process, which configured BLAS before NumPy loaded (see
+:mod:`hpo._blas`) and has already loaded the study's dataset: a worker starts in milliseconds and
+shares the data copy-on-write. Each worker claims trials from the database, trains them and
+records them, exactly as a Celery worker does; the parent only watches the database and draws
+progress. A worker that dies is replaced; its trial goes back to the queue when its lease expires
+(or at once, when the parent sees the process gone).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import HPOError
+from .storage import Storage, StudyRow
+
+__all__ = ["LocalRunInterruptedError", "Progress", "default_workers", "run_local"]
+
+POLL_SECONDS = 0.05
+
+
+class LocalRunInterruptedError(HPOError):
+    """The local run was interrupted (Ctrl-C); the database is consistent and resumable."""
+
+
+def default_workers() -> int:
+    """One worker per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass
+class Progress:
+    """A snapshot of a running study, for progress displays."""
+
+    study: StudyRow
+    counts: dict[str, int]
+    stage_counts: dict[str, int]
+    elapsed: float
+    workers_alive: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _worker_id(index: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:local{index}"
+
+
+# Filled by the parent before forking; children inherit it copy-on-write.
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any) -> None:
+    """A local worker: claim, train, record, until the study is over or the parent says stop."""
+    # Ctrl-C reaches every process of the terminal's group; the parent handles it and tells the
+    # workers through `stop`, so that they release their trial instead of dying mid-write.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    from threadpoolctl import threadpool_limits
+
+    from ._orchestration import advance, run_trial, study_spec
+
+    threadpool_limits(1)  # a guard: the parent already set one BLAS thread before NumPy loaded
+    storage = Storage(db_url)
+    worker = _worker_id(index)
+    spec = study_spec(storage.get_study_by_id(study_id))
+    max_attempts = spec.limits.max_attempts
+    idle_since: float | None = None
+    while not stop.is_set():
+        trial = storage.claim_next(study_id, worker, lease_seconds=60.0)
+        if trial is None:
+            study = storage.get_study_by_id(study_id)
+            if study.state != "RUNNING":
+                return
+            now = time.monotonic()
+            idle_since = idle_since or now
+            if now - idle_since > 1.0:
+                # Nothing to claim for a while: expired leases back to the queue, and make sure the
+                # study moves on even if the process that should have advanced it died.
+                storage.requeue_expired(max_attempts=max_attempts)
+                advance(storage, study_id, workers=workers)
+                idle_since = now
+            time.sleep(POLL_SECONDS)
+            continue
+        idle_since = None
+        run_trial(storage, trial, worker, data_cache=_DATA_CACHE, should_stop=stop.is_set)
+
+
+def run_local(
+    storage: Storage,
+    study: StudyRow,
+    *,
+    workers: int | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    refresh: float = 0.5,
+) -> StudyRow:
+    """Run a study to its end in ``workers`` local processes.
+
+    Args:
+        storage: The study's database.
+        study: The study (RUNNING).
+        workers: Worker processes; default one per core.
+        on_progress: Called with a snapshot every ``refresh`` seconds (and once at the end).
+        refresh: Seconds between snapshots.
+
+    Returns:
+        The study as it ended (COMPLETE, FAILED or CANCELLED).
+
+    Raises:
+        LocalRunInterruptedError: on Ctrl-C, after the workers released their trials.
+    """
+    from ._orchestration import advance, study_spec
+    from ._training import load_data
+
+    n = workers or default_workers()
+    spec = study_spec(study)
+    # Load the split once here; the forked workers share it.
+    dtype = spec.training.dtype
+    _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
+    cap = spec.limits.max_attempts
+    _release_dead_local_claims(storage, study.id, cap)
+    advance(storage, study.id, workers=n)
+
+    ctx = mp.get_context("fork")
+    stop = ctx.Event()
+    storage.dispose()  # children open their own connections
+    procs: dict[int, mp.process.BaseProcess] = {}
+    restarts = 0
+
+    def start(index: int) -> None:
+        p = ctx.Process(
+            target=_worker_main, args=(storage.url, study.id, index, n, stop), name=f"hpo-local-{index}"
+        )
+        p.start()
+        procs[index] = p
+
+    for i in range(n):
+        start(i)
+    t0 = time.perf_counter()
+    try:
+        while True:
+            current = storage.get_study_by_id(study.id)
+            alive = sum(p.is_alive() for p in procs.values())
+            if on_progress is not None:
+                on_progress(_snapshot(storage, current, t0, alive))
+            if current.state != "RUNNING" and alive == 0:
+                return current
+            for index, p in list(procs.items()):
+                if not p.is_alive() and current.state == "RUNNING":
+                    # A worker died (OOM, a crash in native code): its claims go back to the
+                    # queue now rather than when their leases expire, and a new worker replaces it.
+                    _release_dead_local_claims(storage, study.id, cap)
+                    restarts += 1
+                    if restarts > 10 * n:
+                        storage.fail_study(study.id, "local workers keep dying; see the trials' reasons")
+                        continue
+                    start(index)
+            time.sleep(refresh)
+    except KeyboardInterrupt:
+        stop.set()
+        deadline = time.monotonic() + 30
+        for p in procs.values():
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in procs.values():
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
+        message = f"interrupted; `hpo resume {study.name}` continues the study"
+        raise LocalRunInterruptedError(message) from None
+    finally:
+        stop.set()
+        for p in procs.values():
+            p.join(timeout=10)
+
+
+def _snapshot(storage: Storage, study: StudyRow, t0: float, alive: int) -> Progress:
+    return Progress(
+        study=study,
+        counts=storage.counts(study.id),
+        stage_counts=storage.counts(study.id, stage=study.current_stage),
+        elapsed=time.perf_counter() - t0,
+        workers_alive=alive,
+    )
+
+
+def _release_dead_local_claims(storage: Storage, study_id: int, max_attempts: int) -> None:
+    """Put back trials held by local workers of this host whose process no longer exists.
+
+    A dead worker counts as a lost attempt: a trial that kills its worker every time stops at
+    the attempt cap (recorded as failed) instead of killing workers forever.
+    """
+    host = socket.gethostname()
+    for trial in storage.trials(study_id, states=("RUNNING",)):
+        parts = (trial.worker or "").split(":")
+        if len(parts) == 3 and parts[0] == host and parts[2].startswith("local"):
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                storage.release(trial.id, trial.worker or "", worker_lost=True, max_attempts=max_attempts)
+            except (PermissionError, ValueError):
+                continue

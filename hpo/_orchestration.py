@@ -1,0 +1,586 @@
+"""Creating studies, running trials and advancing stages: the logic every executor shares.
+
+The local executor (:mod:`hpo._local`) and the Celery tasks (``workers/``) are thin loops around
+these functions. The database is the only truth: a function here reads what it needs from
+storage, does its work, and writes the result back with a compare-and-set, so a second delivery
+of the same work, or two processes racing to advance the same study, change nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import optuna
+
+import engine
+
+from ._errors import HPOError
+from ._training import load_data, train_network
+from .samplers import (
+    NarrowingRule,
+    narrow_space,
+    sample_params,
+    space_from_json,
+    space_to_json,
+    trial_rng,
+)
+from .spec import StudySpec
+from .storage import StageDraft, Storage, StudyRow, TrialRow
+
+__all__ = [
+    "TrialReport",
+    "advance",
+    "first_stage_draft",
+    "hard_bounds",
+    "objective_value",
+    "run_trial",
+    "search_space",
+    "study_spec",
+    "submit_study",
+    "trial_seed",
+]
+
+log = logging.getLogger(__name__)
+
+# Sequential samplers propose one trial at a time from the finished ones; these keep a bounded
+# number of trials in flight instead of creating a whole stage up front.
+SEQUENTIAL_SAMPLERS = frozenset({"tpe", "cmaes"})
+LEASE_SECONDS = 60.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec helpers
+
+
+def study_spec(study: StudyRow) -> StudySpec:
+    """The validated spec a study was submitted with."""
+    return StudySpec.model_validate_json(study.spec)
+
+
+def search_space(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
+    """The first stage's space: the parameters section as Optuna distributions."""
+    space: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, p in spec.search.parameters.items():
+        if p.type == "float":
+            space[name] = optuna.distributions.FloatDistribution(p.low, p.high, log=p.log)
+        elif p.type == "int":
+            space[name] = optuna.distributions.IntDistribution(p.low, p.high, log=p.log, step=p.step)
+        else:
+            space[name] = optuna.distributions.CategoricalDistribution(list(p.choices))
+    return space
+
+
+def hard_bounds(spec: StudySpec) -> dict[str, tuple[float | None, float | None]]:
+    """The limits no narrowed window may cross, per numeric parameter.
+
+    A parameter's own ``bounds`` when given; otherwise the limits its field allows (``dropout``
+    below 1, ``lr`` above 0, a layer width of at least 1), so panning never produces values the
+    trial would reject.
+    """
+    out: dict[str, tuple[float | None, float | None]] = {}
+    targets = spec.parameter_targets()
+    for name, p in spec.search.parameters.items():
+        if p.type == "categorical":
+            continue
+        bounds = getattr(p, "bounds", None)
+        if bounds is not None:
+            out[name] = (float(bounds[0]), float(bounds[1]))
+        else:
+            out[name] = _field_limits(*targets[name], log=p.log)
+    return out
+
+
+_VIRTUAL_LIMITS = {("model", "width"): (1.0, 65536.0), ("model", "depth"): (0.0, 64.0)}
+
+
+def _field_limits(section: str, field: str, *, log: bool) -> tuple[float | None, float | None]:
+    """The closed interval a field's own constraints (ge/gt/le/lt) allow."""
+    import annotated_types as at
+
+    from .spec import ModelSpec, TrainingSpec
+
+    if (section, field) in _VIRTUAL_LIMITS:
+        return _VIRTUAL_LIMITS[(section, field)]
+    model = {"model": ModelSpec, "training": TrainingSpec}[section]
+    lo: float | None = None
+    hi: float | None = None
+    for meta in model.model_fields[field].metadata:
+        if isinstance(meta, at.Ge):
+            lo = float(meta.ge)  # type: ignore[arg-type]
+        elif isinstance(meta, at.Gt):
+            lo = math.nextafter(float(meta.gt), math.inf)  # type: ignore[arg-type]
+        elif isinstance(meta, at.Le):
+            hi = float(meta.le)  # type: ignore[arg-type]
+        elif isinstance(meta, at.Lt):
+            hi = math.nextafter(float(meta.lt), -math.inf)  # type: ignore[arg-type]
+    if log and lo is not None and lo < 1e-300:
+        lo = None  # log ranges stay positive by construction
+    return lo, hi
+
+
+def narrowing_rule(spec: StudySpec) -> NarrowingRule:
+    """The study's narrowing rule (defaults where the file is silent)."""
+    n = spec.search.narrowing
+    return NarrowingRule(
+        top_fraction=n.top_fraction, min_top=n.min_top, margin=n.margin, min_width=n.min_width, pan=n.pan
+    )
+
+
+def trial_seed(study_seed: int, number: int) -> int:
+    """The training seed of trial ``number``: a pure function of the study seed and the number."""
+    return int(np.random.SeedSequence([study_seed, number, 0x5EED]).generate_state(1)[0])
+
+
+def _stage_trials(spec: StudySpec, stage: int) -> int:
+    return spec.search.stages[stage].trials
+
+
+def _stage_epochs(spec: StudySpec, stage: int) -> int:
+    return spec.search.stages[stage].epochs or spec.training.epochs
+
+
+def _first_number(spec: StudySpec, stage: int) -> int:
+    return sum(s.trials for s in spec.search.stages[:stage])
+
+
+def in_flight_limit(spec: StudySpec, workers: int) -> int:
+    """How many trials of a sequential sampler may exist unfinished at once."""
+    return spec.search.in_flight or max(2 * workers, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Proposing parameters
+
+
+def _propose_batch(
+    spec: StudySpec, space: dict[str, Any], numbers: Sequence[int], history: Sequence[TrialRow]
+) -> list[tuple[int, dict[str, Any], int]]:
+    """Parameters and seeds for the trials ``numbers`` of one stage.
+
+    Narrowing and random search draw each trial from its own generator (seed, number), so the
+    draw never depends on which process makes it. TPE and CMA-ES propose from the finished trials
+    (``history``), through an in-memory Optuna study rebuilt from our table: our database stays
+    the only truth, and the proposal is reproducible from it.
+    """
+    drafts = []
+    if spec.search.sampler in SEQUENTIAL_SAMPLERS:
+        study = _history_study(spec, space, history)
+        for number in numbers:
+            sampler = _sequential_sampler(spec.search.sampler, trial_seed(spec.seed, number))
+            study.sampler = sampler
+            trial = study.ask(space)
+            params = dict(trial.params)
+            # Leave the proposal in flight so that the next proposal of this batch avoids it.
+            drafts.append((number, params, trial_seed(spec.seed, number)))
+        return drafts
+    for number in numbers:
+        drafts.append(
+            (number, sample_params(space, trial_rng(spec.seed, number)), trial_seed(spec.seed, number))
+        )
+    return drafts
+
+
+def _sequential_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    from .samplers import make_sampler
+
+    return make_sampler(name, seed=seed)
+
+
+def _history_study(spec: StudySpec, space: dict[str, Any], history: Sequence[TrialRow]) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(direction=spec.objective.direction)
+    for row in sorted(history, key=lambda r: r.number):
+        if set(row.params) != set(space):
+            continue
+        dists = {k: space[k] for k in row.params}
+        if not all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in row.params.items()):
+            continue  # a value outside the current space cannot be told to the sampler
+        if row.state == "COMPLETE" and row.value is not None:
+            state, value = optuna.trial.TrialState.COMPLETE, row.value
+        elif row.state in ("PENDING", "RUNNING"):
+            state, value = optuna.trial.TrialState.RUNNING, None
+        else:
+            continue
+        study.add_trial(
+            optuna.trial.create_trial(state=state, value=value, params=row.params, distributions=dists)
+        )
+    return study
+
+
+def first_stage_draft(spec: StudySpec, workers: int = 1) -> StageDraft:
+    """Stage 0 of a new study: its space and its first trials."""
+    space = search_space(spec)
+    n = _stage_trials(spec, 0)
+    if spec.search.sampler in SEQUENTIAL_SAMPLERS:
+        n = min(n, in_flight_limit(spec, workers))
+    trials = _propose_batch(spec, space, range(n), [])
+    return StageDraft(
+        index=0,
+        n_trials=_stage_trials(spec, 0),
+        epochs=_stage_epochs(spec, 0),
+        space_json=json.dumps(space_to_json(space)),
+        trials=trials,
+    )
+
+
+def submit_study(storage: Storage, spec: StudySpec, *, workers: int = 1) -> tuple[StudyRow, bool]:
+    """Write a study, its first stage and that stage's trials, in one transaction.
+
+    Returns:
+        The study and whether it was created (False: the same spec was already submitted under
+        this name, which is a no-op).
+
+    Raises:
+        StudyExistsError: a different spec exists under the same name.
+    """
+    return storage.create_study(
+        spec.name or "",
+        spec.canonical_json(),
+        spec.spec_hash(),
+        spec.objective.direction,
+        first_stage_draft(spec, workers),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Running one trial
+
+
+def objective_value(spec: StudySpec, history: Sequence[engine.EpochRecord]) -> float | None:
+    """The trial's score: the objective metric at the last evaluated epoch, or its best."""
+    metric = spec.objective.metric
+    values = [getattr(r, metric) for r in history if getattr(r, metric) is not None]
+    values = [float(v) for v in values if math.isfinite(v)]
+    if not values:
+        return None
+    if spec.objective.reduce == "final":
+        return values[-1]
+    return max(values) if spec.objective.direction == "maximize" else min(values)
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """What running one trial did."""
+
+    trial_id: int
+    number: int
+    state: str
+    value: float | None
+    reason: str | None
+    seconds: float
+    recorded: bool
+    """False when the result was not stored: the claim was lost (lease taken over, study
+    cancelled) or another delivery already finished the trial."""
+
+
+class _Heartbeat:
+    """Renews a trial's lease from a background thread, so an epoch longer than the lease does
+    not lose the trial; tells the training loop when the claim is gone (cancelled study)."""
+
+    def __init__(self, storage: Storage, trial_id: int, worker: str, lease: float) -> None:
+        self.storage, self.trial_id, self.worker, self.lease = storage, trial_id, worker, lease
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"hpo-heartbeat-{trial_id}", daemon=True)
+
+    def __enter__(self) -> _Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.lease / 3):
+            try:
+                if not self.storage.heartbeat(self.trial_id, self.worker, self.lease):
+                    self.lost.set()
+                    return
+            except Exception:  # a blip in the database must not kill the trial; the next beat retries
+                log.warning("heartbeat of trial %s failed", self.trial_id, exc_info=True)
+
+
+def _pruner(spec: StudySpec) -> optuna.pruners.BasePruner | None:
+    p = spec.pruner
+    if p.kind == "none":
+        return None
+    if p.kind == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=p.warmup_epochs)
+    if p.kind == "percentile":
+        return optuna.pruners.PercentilePruner(
+            p.percentile, n_startup_trials=5, n_warmup_steps=p.warmup_epochs
+        )
+    return optuna.pruners.HyperbandPruner(min_resource=max(1, p.warmup_epochs))
+
+
+class _PruneCheck:
+    """Asks an Optuna pruner, after each evaluated epoch, whether to stop this trial.
+
+    The pruner sees the finished trials of the same stage (same epoch budget) with their
+    per-epoch objective values, read once when the trial starts.
+    """
+
+    def __init__(self, spec: StudySpec, storage: Storage, trial: TrialRow) -> None:
+        self.pruner = _pruner(spec)
+        self.study: optuna.Study | None = None
+        self.trial_number = -1
+        if self.pruner is None:
+            return
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.study = optuna.create_study(direction=spec.objective.direction, pruner=self.pruner)
+        peers = storage.trials(trial.study_id, states=("COMPLETE", "PRUNED"), stage=trial.stage)
+        for row in peers:
+            inter = {int(k): float(v) for k, v in (row.intermediate or {}).items()}
+            if not inter:
+                continue
+            state = (
+                optuna.trial.TrialState.COMPLETE
+                if row.state == "COMPLETE"
+                else optuna.trial.TrialState.PRUNED
+            )
+            value = row.value if row.state == "COMPLETE" else inter[max(inter)]
+            if value is None:
+                continue
+            self.study.add_trial(
+                optuna.trial.create_trial(state=state, value=value, intermediate_values=inter)
+            )
+        self.trial = self.study.ask()
+
+    def should_prune(self, epoch: int, value: float) -> bool:
+        if self.study is None:
+            return False
+        self.trial.report(value, epoch)
+        return self.trial.should_prune()
+
+
+def run_trial(
+    storage: Storage,
+    trial: TrialRow,
+    worker: str,
+    *,
+    lease: float = LEASE_SECONDS,
+    data_cache: dict[str, engine.Dataset] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TrialReport:
+    """Train a claimed trial and record its outcome, then advance the study if its stage is done.
+
+    Args:
+        storage: The database.
+        trial: A trial this worker has claimed (state RUNNING, ``worker`` is ours).
+        worker: The claiming worker's id.
+        lease: Seconds a lease lasts; renewed every third of it while training.
+        data_cache: Datasets already loaded by this process, by spec JSON (trials of one study
+            share one split, so a worker loads it once).
+        should_stop: Polled after every epoch; True interrupts the trial (Ctrl-C), which is then
+            released back to PENDING rather than recorded.
+    """
+    study = storage.get_study_by_id(trial.study_id)
+    spec = study_spec(study)
+    start = time.perf_counter()
+    curves: list[dict[str, Any]] = []
+    intermediate: dict[int, float] = {}
+    state, value, reason = "FAIL", None, None
+    interrupted = False
+    try:
+        train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
+        key = train_spec.dataset.model_dump_json() + train_spec.training.dtype
+        data = None if data_cache is None else data_cache.get(key)
+        if data is None:
+            data = load_data(train_spec.dataset, train_spec.training.dtype)
+            if data_cache is not None:
+                data_cache[key] = data
+        prune = _PruneCheck(spec, storage, trial)
+        pruned = False
+
+        with _Heartbeat(storage, trial.id, worker, lease) as beat:
+
+            def on_epoch(record: engine.EpochRecord) -> bool:
+                nonlocal pruned, interrupted
+                curves.append(_record_dict(record))
+                metric = getattr(record, spec.objective.metric)
+                if metric is not None and math.isfinite(metric):
+                    intermediate[record.epoch] = float(metric)
+                    if prune.should_prune(record.epoch, float(metric)):
+                        pruned = True
+                        return True
+                if beat.lost.is_set():
+                    return True
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    return True
+                return False
+
+            run = train_network(
+                train_spec, callback=on_epoch, time_limit=spec.limits.trial_time_limit, data=data
+            )
+            if beat.lost.is_set() or interrupted:
+                if interrupted:
+                    storage.release(trial.id, worker)
+                return TrialReport(trial.id, trial.number, "RUNNING", None, "interrupted", 0.0, False)
+        result = run.result
+        outcome = result.outcome
+        if outcome is engine.Outcome.COMPLETED:
+            value = objective_value(spec, result.history)
+            state = "COMPLETE" if value is not None else "FAIL"
+            reason = None if value is not None else "no evaluated epoch produced a finite objective"
+        elif outcome is engine.Outcome.STOPPED and pruned:
+            state, value, reason = "PRUNED", None, f"pruned after epoch {len(result.history)}"
+        else:
+            state, reason = "FAIL", result.reason or outcome.value
+    except Exception as exc:  # a trial's failure is data, not a crash of the worker
+        state, value = "FAIL", None
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
+    seconds = time.perf_counter() - start
+    recorded = storage.finish(trial.id, worker, state, value, reason, curves, intermediate)
+    if recorded:
+        advance(storage, trial.study_id)
+    return TrialReport(trial.id, trial.number, state, value, reason, seconds, recorded)
+
+
+def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
+    return {
+        "epoch": r.epoch,
+        "train_loss": r.train_loss,
+        "train_acc": r.train_acc,
+        "val_loss": r.val_loss,
+        "val_acc": r.val_acc,
+        "seconds": round(r.seconds, 6),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Advancing a study
+
+
+def advance(storage: Storage, study_id: int, *, workers: int = 1) -> bool:
+    """Move the study on if its current stage allows it; safe to call from any process, any time.
+
+    - Too many failed trials: the study fails with that reason.
+    - A sequential sampler's stage not fully created yet: top up its in-flight trials.
+    - Every trial of the stage finished: the next stage's space is narrowed from this stage's
+      trials and its trials are written, or after the last stage the best trial is evaluated on
+      the test split and the study completes. A compare-and-set on the study's current stage
+      makes exactly one caller do it.
+
+    Returns:
+        Whether this call changed the study.
+    """
+    study = storage.get_study_by_id(study_id)
+    if study.state != "RUNNING":
+        return False
+    spec = study_spec(study)
+    stage = study.current_stage
+    counts = storage.counts(study_id)
+    failed = counts.get("FAIL", 0)
+    if failed > spec.limits.max_failed_trials:
+        return storage.fail_study(
+            study_id,
+            f"{failed} failed trials, more than limits.max_failed_trials={spec.limits.max_failed_trials}",
+        )
+    stage_counts = storage.counts(study_id, stage=stage)
+    created = sum(stage_counts.values())
+    unfinished = stage_counts.get("PENDING", 0) + stage_counts.get("RUNNING", 0)
+    n_stage = _stage_trials(spec, stage)
+    if created < n_stage:
+        # Sequential sampler: propose more trials as earlier ones finish.
+        room = in_flight_limit(spec, workers) - unfinished
+        if room <= 0:
+            return False
+        first = _first_number(spec, stage) + created
+        numbers = range(first, first + min(room, n_stage - created))
+        space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
+        history = storage.trials(study_id)
+        return storage.add_trials(study_id, stage, _propose_batch(spec, space, numbers, history))
+    if unfinished:
+        return False
+    if stage + 1 < len(spec.search.stages):
+        next_draft = _next_stage_draft(storage, spec, study_id, stage, workers)
+        return storage.advance(study_id, stage, next_draft)
+    if not storage.advance(study_id, stage, None):
+        return False
+    _evaluate_on_test(storage, spec, study_id)
+    return True
+
+
+def _next_stage_draft(
+    storage: Storage, spec: StudySpec, study_id: int, stage: int, workers: int
+) -> StageDraft:
+    space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
+    if spec.search.sampler == "narrowing":
+        finished = [
+            (r.params, r.value)
+            for r in storage.trials(study_id, states=("COMPLETE",), stage=stage)
+            if r.value is not None
+        ]
+        initial = search_space(spec)
+        space = narrow_space(
+            space,
+            finished,
+            spec.objective.direction,
+            narrowing_rule(spec),
+            initial_space=initial,
+            hard_bounds=hard_bounds(spec),
+        )
+    nxt = stage + 1
+    n = _stage_trials(spec, nxt)
+    if spec.search.sampler in SEQUENTIAL_SAMPLERS:
+        n = min(n, in_flight_limit(spec, workers))
+    first = _first_number(spec, nxt)
+    history = storage.trials(study_id)
+    trials = _propose_batch(spec, space, range(first, first + n), history)
+    return StageDraft(
+        index=nxt,
+        n_trials=_stage_trials(spec, nxt),
+        epochs=_stage_epochs(spec, nxt),
+        space_json=json.dumps(space_to_json(space)),
+        trials=trials,
+    )
+
+
+def best_trials(storage: Storage, study_id: int, spec: StudySpec, k: int = 1) -> list[TrialRow]:
+    """The ``k`` best finished trials, best first (later stages win ties: longer training)."""
+    return storage.best_trials(study_id, spec.objective.direction, k)
+
+
+def _evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
+    """Retrain the best trial with its own seed and score it once on the held-out test split.
+
+    The retrained run must reproduce the stored validation score exactly (invariant I3); the
+    result records whether it did.
+    """
+    best = best_trials(storage, study_id, spec, 1)
+    if not best:
+        storage.set_test_result(study_id, {"error": "no finished trial to evaluate"})
+        return
+    trial = best[0]
+    try:
+        train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
+        run = train_network(train_spec)
+        reproduced = objective_value(spec, run.result.history)
+        result = {
+            "trial_number": trial.number,
+            "params": trial.params,
+            "test_acc": run.test_accuracy(),
+            "test_size": int(run.data.test.x.shape[0]),
+            "val_value": trial.value,
+            "reproduced_value": reproduced,
+            "reproduced": reproduced == trial.value,
+        }
+    except Exception as exc:
+        result = {"trial_number": trial.number, "error": f"{type(exc).__name__}: {exc}"}
+    storage.set_test_result(study_id, result)
+
+
+class OrchestrationError(HPOError):
+    """A study cannot be run as asked."""

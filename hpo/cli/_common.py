@@ -1,0 +1,85 @@
+"""Options and helpers shared by the study commands."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.table import Table
+
+from ._app import OutputFormat
+from ._console import out_console
+
+if TYPE_CHECKING:
+    from hpo.storage import Storage
+
+__all__ = ["DbOption", "FormatOption", "emit", "fmt_value", "open_storage"]
+
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        help="Database URL (SQLAlchemy). Default: sqlite:///hpo.db in the working directory.",
+        envvar="HPO_DATABASE_URL",
+        show_default=False,
+    ),
+]
+FormatOption = Annotated[
+    OutputFormat, typer.Option("--format", "-f", help="Output format.", envvar="HPO_FORMAT")
+]
+
+
+def open_storage(db: str | None, *, create: bool = False) -> Storage:
+    """The storage at ``db`` (or the configured default).
+
+    The embedded SQLite default is migrated automatically; any other database must have been
+    upgraded with ``hpo db upgrade`` (a deliberate step on a shared server).
+    """
+    from hpo import get_settings
+    from hpo.storage import Storage
+
+    url = db or get_settings().database_url
+    storage = Storage(url)
+    if create and url.startswith("sqlite"):
+        storage.upgrade()
+    else:
+        storage.check_schema()
+    return storage
+
+
+def fmt_value(v: Any) -> str:
+    """A cell for tables: floats to 4 significant digits, None as '-'."""
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return str(v)
+        return f"{v:.4g}" if abs(v) < 1e-3 or abs(v) >= 1e4 else f"{v:.4f}".rstrip("0").rstrip(".")
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={fmt_value(x)}" for k, x in v.items())
+    return str(v)
+
+
+def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None = None) -> None:
+    """Write rows to stdout as a table, JSON or CSV (nested values as JSON in CSV cells)."""
+    if fmt is OutputFormat.json:
+        out_console().print_json(json.dumps(list(rows), default=str))
+        return
+    columns = list(rows[0]) if rows else []
+    if fmt is OutputFormat.csv:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+        typer.echo(buf.getvalue(), nl=False)
+        return
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*(fmt_value(row[c]) for c in columns))
+    out_console().print(table)

@@ -1,0 +1,241 @@
+"""Query commands: studies, status, best, trials, export."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ._app import OutputFormat, app
+from ._common import DbOption, FormatOption, emit, open_storage
+from ._console import err_console, out_console
+
+if TYPE_CHECKING:
+    from hpo.storage import Storage, TrialRow
+
+__all__ = ["best", "best_rows", "export", "status", "studies", "trials"]
+
+
+def _curve_summary(trial: TrialRow) -> dict[str, Any]:
+    curves = trial.curves or []
+    evaluated = [c for c in curves if c.get("val_acc") is not None]
+    if not evaluated:
+        return {"epochs": len(curves), "final_train_acc": None, "final_val_acc": None, "best_val_acc": None}
+    return {
+        "epochs": len(curves),
+        "final_train_acc": evaluated[-1]["train_acc"],
+        "final_val_acc": evaluated[-1]["val_acc"],
+        "best_val_acc": max(c["val_acc"] for c in evaluated),
+    }
+
+
+def _trial_row(trial: TrialRow, rank: int | None = None) -> dict[str, Any]:
+    row: dict[str, Any] = {} if rank is None else {"rank": rank}
+    row.update({"trial": trial.number, "stage": trial.stage + 1})
+    if rank is None:  # a ranking holds finished trials only
+        row["state"] = str(trial.state)
+    row["value"] = trial.value
+    row.update(trial.params)
+    row.update(_curve_summary(trial))
+    if trial.reason:
+        row["reason"] = trial.reason
+    return row
+
+
+def best_rows(storage: Storage, name: str, top: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The ``top`` best trials as rows, and the study's test result."""
+    from hpo._orchestration import best_trials, study_spec
+
+    study = storage.get_study(name)
+    spec = study_spec(study)
+    rows = [_trial_row(t, i) for i, t in enumerate(best_trials(storage, study.id, spec, top), start=1)]
+    return rows, study.test_result or {}
+
+
+@app.command()
+def studies(db: DbOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """List the studies in the database."""
+    storage = open_storage(db)
+    rows = []
+    for s in storage.list_studies():
+        counts = storage.counts(s.id)
+        rows.append(
+            {
+                "name": s.name,
+                "state": s.state,
+                "stage": s.current_stage + 1,
+                "complete": counts.get("COMPLETE", 0),
+                "failed": counts.get("FAIL", 0),
+                "pruned": counts.get("PRUNED", 0),
+                "created": str(s.created_at)[:19],
+            }
+        )
+    emit(rows, fmt, title="studies")
+
+
+@app.command()
+def status(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the study ends.")] = False,
+) -> None:
+    """Stages, ranges per stage and trial counts of a study."""
+    storage = open_storage(db)
+    while True:
+        study = storage.get_study(name)
+        doc = _status_doc(storage, name)
+        if fmt is OutputFormat.json:
+            out_console().print_json(json.dumps(doc, default=str))
+        else:
+            err_console().print(
+                f"[bold]{name}[/]: {study.state.lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
+                + (f" ({study.reason})" if study.reason else "")
+            )
+            emit(doc["stages"], fmt, title="stages and their ranges")
+        if not watch or study.state != "RUNNING":
+            return
+        import time
+
+        time.sleep(2)
+
+
+def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
+    from hpo._orchestration import study_spec
+    from hpo.samplers import space_from_json
+
+    from ._progress import range_text
+
+    study = storage.get_study(name)
+    spec = study_spec(study)
+    stages = []
+    for st in storage.stages(study.id):
+        counts = storage.counts(study.id, stage=st.index)
+        space = space_from_json(json.loads(st.space))
+        row: dict[str, Any] = {
+            "stage": st.index + 1,
+            "trials": st.n_trials,
+            "epochs": st.epochs,
+            "complete": counts.get("COMPLETE", 0),
+            "failed": counts.get("FAIL", 0),
+            "pruned": counts.get("PRUNED", 0),
+            "running": counts.get("RUNNING", 0),
+            "pending": counts.get("PENDING", 0),
+        }
+        for pname in spec.search.parameters:
+            row[pname] = range_text(space.get(pname))
+        stages.append(row)
+    return {
+        "name": study.name,
+        "state": study.state,
+        "current_stage": study.current_stage + 1,
+        "n_stages": len(spec.search.stages),
+        "sampler": spec.search.sampler,
+        "reason": study.reason,
+        "stages": stages,
+        "test_result": study.test_result,
+    }
+
+
+@app.command()
+def best(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    top: Annotated[int, typer.Option("--top", "-k", help="How many trials.", min=1)] = 1,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """The best trials: parameters, validation score, stage and a summary of their curves."""
+    storage = open_storage(db)
+    rows, test = best_rows(storage, name, top)
+    if fmt is OutputFormat.json:
+        out_console().print_json(json.dumps({"best": rows, "test_result": test}, default=str))
+        return
+    emit(rows, fmt, title=f"best trials of {name}")
+    if fmt is OutputFormat.table:
+        print_test_result(test)
+
+
+def print_test_result(test: dict[str, Any]) -> None:
+    """One line on stderr: the best trial's accuracy on the held-out test split."""
+    if test.get("test_acc") is not None:
+        err_console().print(
+            f"best trial {test['trial_number']} on the held-out test split ({test['test_size']} rows): "
+            f"accuracy {test['test_acc']:.4f}",
+            highlight=False,
+        )
+
+
+@app.command()
+def trials(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    top: Annotated[int | None, typer.Option("--top", help="Only the best N finished trials.", min=1)] = None,
+    state: Annotated[
+        str | None, typer.Option(help="Only trials in this state (COMPLETE, FAIL, ...).")
+    ] = None,
+    db: DbOption = None,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """All trials of a study (or the best N), in trial-number order."""
+    storage = open_storage(db)
+    if top is not None:
+        rows, _ = best_rows(storage, name, top)
+    else:
+        study = storage.get_study(name)
+        states = (state.upper(),) if state else None
+        rows = [_trial_row(t) for t in storage.trials(study.id, states=states)]
+    emit(rows, fmt, title=f"trials of {name}")
+
+
+@app.command()
+def export(
+    name: Annotated[str, typer.Argument(help="Study name.")],
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="csv or json.")] = OutputFormat.json,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Every trial with its parameters, score, state, reason and per-epoch curves."""
+    import csv
+    import io
+
+    storage = open_storage(db)
+    study = storage.get_study(name)
+    records = []
+    for t in storage.trials(study.id):
+        records.append(
+            {
+                "trial": t.number,
+                "stage": t.stage + 1,
+                "state": t.state,
+                "value": t.value,
+                "seed": t.seed,
+                "attempts": t.attempts,
+                "reason": t.reason,
+                "params": t.params,
+                "curves": t.curves or [],
+            }
+        )
+    if fmt is OutputFormat.csv:
+        buf = io.StringIO()
+        param_names = sorted({k for r in records for k in r["params"]})
+        fields = ["trial", "stage", "state", "value", "seed", "attempts", "reason", *param_names, "curves"]
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        for r in records:
+            flat = {k: v for k, v in r.items() if k not in ("params", "curves")}
+            flat.update(r["params"])
+            flat["curves"] = json.dumps(r["curves"])
+            writer.writerow(flat)
+        text = buf.getvalue()
+    elif fmt is OutputFormat.json:
+        text = json.dumps({"study": _status_doc(storage, name), "trials": records}, default=str, indent=1)
+    else:
+        raise typer.BadParameter("export writes csv or json", param_hint="--format")
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        err_console().print(f"wrote {len(records)} trials to {output}")

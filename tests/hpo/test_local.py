@@ -1,0 +1,183 @@
+"""Studies end to end on the embedded default: the real CLI, SQLite, local worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpo.storage import Storage
+from tests.invariants import check_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+STUDY = """\
+name: {name}
+seed: 7
+dataset: {{kind: digits, subset: 600, val_fraction: 0.25, test_fraction: 0.2}}
+model: {{hidden_sizes: [32, 32], activation: relu, weight_init: he}}
+training: {{optimizer: sgd, lr: 0.05, epochs: {epochs}, batch_size: 50}}
+search:
+  sampler: {sampler}
+  stages:
+    - {{trials: {t0}, epochs: 3}}
+    - {{trials: {t1}}}
+  parameters:
+    lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
+    weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
+"""
+
+
+def _study_file(
+    tmp_path: Path, name: str = "s", *, sampler: str = "narrowing", t0: int = 12, t1: int = 8, epochs: int = 5
+) -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(STUDY.format(name=name, sampler=sampler, t0=t0, t1=t1, epochs=epochs))
+    return path
+
+
+def _hpo(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "hpo", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_two_stage_study_completes_with_narrowed_ranges(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    proc = _hpo("submit", str(_study_file(tmp_path)), "--db", db, "--workers", "2", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert "database is locked" not in proc.stderr
+    storage = Storage(db)
+    facts = check_study(storage, "s")
+    stages = storage.stages(facts["study"].id)
+    assert len(stages) == 2
+    first, second = (json.loads(s.space) for s in stages)
+    assert first != second  # narrowed once
+    test = facts["study"].test_result
+    assert test["reproduced"] is True and 0 < test["test_acc"] <= 1
+    # the best trials are printed on stdout as data
+    assert "best trials" in proc.stdout
+
+
+@pytest.mark.parametrize("sampler", ["random", "tpe"])
+def test_optuna_samplers_run_the_same_study_file(tmp_path: Path, sampler: str) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    proc = _hpo(
+        "submit",
+        str(_study_file(tmp_path, sampler=sampler, t0=6, t1=6)),
+        "--db",
+        db,
+        "-w",
+        "2",
+        "--no-progress",
+    )
+    assert proc.returncode == 0, proc.stderr
+    check_study(Storage(db), "s")
+
+
+def test_many_processes_on_one_sqlite_file(tmp_path: Path) -> None:
+    """Four workers on two cores hammer one SQLite file: no "database is locked" reaches the user."""
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    proc = _hpo(
+        "submit", str(_study_file(tmp_path, t0=40, t1=20, epochs=2)), "--db", db, "-w", "4", "--no-progress"
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "locked" not in proc.stderr.lower()
+    check_study(Storage(db), "s", rerun=1)
+
+
+def test_resubmitting_is_a_no_op_and_a_changed_spec_is_an_error(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    path = _study_file(tmp_path, t0=4, t1=4, epochs=2)
+    assert _hpo("submit", str(path), "--db", db, "--no-progress").returncode == 0
+    again = _hpo("submit", str(path), "--db", db, "--no-progress")
+    assert again.returncode == 0
+    assert "already exists" in again.stderr
+    changed = _study_file(tmp_path, t0=5, t1=4, epochs=2)
+    proc = _hpo("submit", str(changed), "--db", db, "--no-progress")
+    assert proc.returncode == 2
+    assert "different spec" in proc.stderr
+    assert len(Storage(db).trials(Storage(db).get_study("s").id)) == 8  # nothing written
+
+
+def test_bad_study_writes_nothing(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(_study_file(tmp_path).read_text().replace("log: true}", "log: true, lerning: 1}", 1))
+    proc = _hpo("submit", str(bad), "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_ctrl_c_leaves_a_consistent_database_and_resume_finishes(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    path = _study_file(tmp_path, t0=30, t1=10, epochs=40)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hpo", "submit", str(path), "--db", db, "-w", "2", "--no-progress"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    storage = Storage(db)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if storage.counts(storage.get_study("s").id).get("COMPLETE", 0) >= 3:
+                break
+        except Exception:
+            continue
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "hpo resume s" in err
+    study = storage.get_study("s")
+    assert storage.counts(study.id).get("RUNNING", 0) == 0  # every claim released
+    assert study.state == "RUNNING"
+    done_before = storage.counts(study.id).get("COMPLETE", 0)
+    assert 0 < done_before < 40
+    proc2 = _hpo("resume", "s", "--db", db, "-w", "2", "--no-progress")
+    assert proc2.returncode == 0, proc2.stderr
+    check_study(storage, "s", rerun=1)
+
+
+def test_query_commands(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    assert (
+        _hpo(
+            "submit", str(_study_file(tmp_path, t0=6, t1=4, epochs=3)), "--db", db, "--no-progress"
+        ).returncode
+        == 0
+    )
+    best = json.loads(_hpo("best", "s", "--top", "3", "-f", "json", "--db", db).stdout)
+    assert len(best["best"]) == 3 and best["best"][0]["rank"] == 1
+    assert best["best"][0]["value"] >= best["best"][1]["value"] >= best["best"][2]["value"]
+    assert best["test_result"]["trial_number"] == best["best"][0]["trial"]
+    trials = json.loads(_hpo("trials", "s", "-f", "json", "--db", db).stdout)
+    assert [t["trial"] for t in trials] == list(range(10))
+    status = json.loads(_hpo("status", "s", "-f", "json", "--db", db).stdout)
+    assert status["state"] == "COMPLETE" and len(status["stages"]) == 2
+    csv_text = _hpo("export", "s", "-f", "csv", "--db", db).stdout
+    assert csv_text.splitlines()[0].startswith("trial,stage,state,value")
+    assert len(csv_text.splitlines()) == 11
+    studies = json.loads(_hpo("studies", "-f", "json", "--db", db).stdout)
+    assert [s["name"] for s in studies] == ["s"]
+    png = tmp_path / "curves.png"
+    plot = _hpo("plot", "s", "-o", str(png), "--db", db)
+    assert plot.returncode == 0, plot.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _hpo("delete", "s", "--yes", "--db", db).returncode == 0
+    assert _hpo("best", "s", "--db", db).returncode == 2
