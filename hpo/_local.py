@@ -11,6 +11,7 @@ progress. A worker that dies is replaced; its trial goes back to the queue when 
 from __future__ import annotations
 
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import signal
 import socket
@@ -163,7 +164,9 @@ def run_local(
                         storage.fail_study(study.id, "local workers keep dying; see the trials' reasons")
                         continue
                     start(index)
-            time.sleep(refresh)
+            # Sleep until the next snapshot, or until a worker exits (the study ended, or a worker
+            # died): workers leave as soon as the study is over, so the run ends without delay.
+            mp.connection.wait([p.sentinel for p in procs.values() if p.is_alive()], timeout=refresh)
     except KeyboardInterrupt:
         stop.set()
         deadline = time.monotonic() + 30

@@ -8,6 +8,7 @@ of the same work, or two processes racing to advance the same study, change noth
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -62,8 +63,13 @@ LEASE_SECONDS = 60.0
 
 
 def study_spec(study: StudyRow) -> StudySpec:
-    """The validated spec a study was submitted with."""
-    return StudySpec.model_validate_json(study.spec)
+    """The validated spec a study was submitted with (parsed once per process: specs are frozen)."""
+    return _parse_spec(study.spec)
+
+
+@functools.lru_cache(maxsize=64)
+def _parse_spec(spec_json: str) -> StudySpec:
+    return StudySpec.model_validate_json(spec_json)
 
 
 def search_space(spec: StudySpec) -> dict[str, optuna.distributions.BaseDistribution]:
