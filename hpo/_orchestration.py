@@ -25,6 +25,7 @@ import optuna
 import engine
 
 from ._errors import HPOError
+from ._executor import Executor
 from ._training import load_data, train_network
 from .samplers import (
     NarrowingRule,
@@ -40,9 +41,12 @@ from .storage import StageDraft, Storage, StudyRow, TrialRow
 __all__ = [
     "TrialReport",
     "advance",
+    "dispatch_trials",
+    "execute_trial",
     "first_stage_draft",
     "hard_bounds",
     "objective_value",
+    "reap",
     "run_trial",
     "search_space",
     "study_spec",
@@ -292,11 +296,12 @@ class _Heartbeat:
     """Renews a trial's lease from a background thread, so an epoch longer than the lease does
     not lose the trial; tells the training loop when the claim is gone (cancelled study)."""
 
-    def __init__(self, storage: Storage, trial_id: int, worker: str, lease: float) -> None:
-        self.storage, self.trial_id, self.worker, self.lease = storage, trial_id, worker, lease
+    def __init__(self, storage: Storage, trial: TrialRow, worker: str, lease: float) -> None:
+        self.storage, self.trial_id, self.worker, self.lease = storage, trial.id, worker, lease
+        self.attempt = trial.attempts
         self.lost = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"hpo-heartbeat-{trial_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"hpo-heartbeat-{trial.id}", daemon=True)
 
     def __enter__(self) -> _Heartbeat:
         self._thread.start()
@@ -309,7 +314,7 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):
             try:
-                if not self.storage.heartbeat(self.trial_id, self.worker, self.lease):
+                if not self.storage.heartbeat(self.trial_id, self.worker, self.lease, attempt=self.attempt):
                     self.lost.set()
                     return
             except Exception:  # a blip in the database must not kill the trial; the next beat retries
@@ -377,6 +382,7 @@ def run_trial(
     lease: float = LEASE_SECONDS,
     data_cache: dict[str, engine.Dataset] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    on_new_trials: Callable[[list[int]], None] | None = None,
 ) -> TrialReport:
     """Train a claimed trial and record its outcome, then advance the study if its stage is done.
 
@@ -389,6 +395,8 @@ def run_trial(
             share one split, so a worker loads it once).
         should_stop: Polled after every epoch; True interrupts the trial (Ctrl-C), which is then
             released back to PENDING rather than recorded.
+        on_new_trials: Called with the ids of trials that finishing this one created (the next
+            stage), after they are committed; a remote executor dispatches them.
     """
     study = storage.get_study_by_id(trial.study_id)
     spec = study_spec(study)
@@ -408,7 +416,7 @@ def run_trial(
         prune = _PruneCheck(spec, storage, trial)
         pruned = False
 
-        with _Heartbeat(storage, trial.id, worker, lease) as beat:
+        with _Heartbeat(storage, trial, worker, lease) as beat:
 
             def on_epoch(record: engine.EpochRecord) -> bool:
                 nonlocal pruned, interrupted
@@ -431,7 +439,7 @@ def run_trial(
             )
             if beat.lost.is_set() or interrupted:
                 if interrupted:
-                    storage.release(trial.id, worker)
+                    storage.release(trial.id, worker, attempt=trial.attempts)
                 return TrialReport(trial.id, trial.number, "RUNNING", None, "interrupted", 0.0, False)
         result = run.result
         outcome = result.outcome
@@ -448,9 +456,13 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    recorded = storage.finish(trial.id, worker, state, value, reason, curves, intermediate)
+    recorded = storage.finish(
+        trial.id, worker, state, value, reason, curves, intermediate, attempt=trial.attempts
+    )
     if recorded:
-        advance(storage, trial.study_id)
+        new = advance(storage, trial.study_id)
+        if new and on_new_trials is not None:
+            on_new_trials(new)
     return TrialReport(trial.id, trial.number, state, value, reason, seconds, recorded)
 
 
@@ -469,7 +481,7 @@ def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
 # Advancing a study
 
 
-def advance(storage: Storage, study_id: int, *, workers: int = 1) -> bool:
+def advance(storage: Storage, study_id: int, *, workers: int = 1) -> list[int]:
     """Move the study on if its current stage allows it; safe to call from any process, any time.
 
     - Too many failed trials: the study fails with that reason.
@@ -480,20 +492,21 @@ def advance(storage: Storage, study_id: int, *, workers: int = 1) -> bool:
       makes exactly one caller do it.
 
     Returns:
-        Whether this call changed the study.
+        Ids of the PENDING trials this call created (to be dispatched by a remote executor).
     """
     study = storage.get_study_by_id(study_id)
     if study.state != "RUNNING":
-        return False
+        return []
     spec = study_spec(study)
     stage = study.current_stage
     counts = storage.counts(study_id)
     failed = counts.get("FAIL", 0)
     if failed > spec.limits.max_failed_trials:
-        return storage.fail_study(
+        storage.fail_study(
             study_id,
             f"{failed} failed trials, more than limits.max_failed_trials={spec.limits.max_failed_trials}",
         )
+        return []
     stage_counts = storage.counts(study_id, stage=stage)
     created = sum(stage_counts.values())
     unfinished = stage_counts.get("PENDING", 0) + stage_counts.get("RUNNING", 0)
@@ -502,21 +515,29 @@ def advance(storage: Storage, study_id: int, *, workers: int = 1) -> bool:
         # Sequential sampler: propose more trials as earlier ones finish.
         room = in_flight_limit(spec, workers) - unfinished
         if room <= 0:
-            return False
+            return []
         first = _first_number(spec, stage) + created
         numbers = range(first, first + min(room, n_stage - created))
         space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
         history = storage.trials(study_id)
-        return storage.add_trials(study_id, stage, _propose_batch(spec, space, numbers, history))
+        if not storage.add_trials(study_id, stage, _propose_batch(spec, space, numbers, history)):
+            return []
+        return _pending_ids(storage, study_id, stage, numbers)
     if unfinished:
-        return False
+        return []
     if stage + 1 < len(spec.search.stages):
-        next_draft = _next_stage_draft(storage, spec, study_id, stage, workers)
-        return storage.advance(study_id, stage, next_draft)
-    if not storage.advance(study_id, stage, None):
-        return False
-    _evaluate_on_test(storage, spec, study_id)
-    return True
+        draft = _next_stage_draft(storage, spec, study_id, stage, workers)
+        if not storage.advance(study_id, stage, draft):
+            return []
+        return _pending_ids(storage, study_id, draft.index, [number for number, _, _ in draft.trials])
+    if storage.advance(study_id, stage, None):
+        _evaluate_on_test(storage, spec, study_id)
+    return []
+
+
+def _pending_ids(storage: Storage, study_id: int, stage: int, numbers: Sequence[int]) -> list[int]:
+    wanted = set(numbers)
+    return [t.id for t in storage.trials(study_id, states=("PENDING",), stage=stage) if t.number in wanted]
 
 
 def _next_stage_draft(
@@ -586,6 +607,76 @@ def _evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
     except Exception as exc:
         result = {"trial_number": trial.number, "error": f"{type(exc).__name__}: {exc}"}
     storage.set_test_result(study_id, result)
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote execution (a message queue carries trial ids; the database holds everything else)
+
+
+def dispatch_trials(storage: Storage, executor: Executor, trial_ids: Sequence[int]) -> None:
+    """Send trials to the queue and record when (the reaper re-sends what the broker lost)."""
+    if trial_ids:
+        executor.dispatch(trial_ids)
+        storage.mark_enqueued(trial_ids)
+
+
+def execute_trial(
+    storage: Storage,
+    trial_id: int,
+    worker: str,
+    *,
+    executor: Executor | None = None,
+    lease: float = LEASE_SECONDS,
+) -> str:
+    """Claim a trial by id and run it: the body of a remote worker's task.
+
+    A message for a trial that is not PENDING (finished, or running elsewhere: a redelivery, a
+    duplicate, a late message after the reaper re-sent it) is acknowledged and does nothing.
+
+    Returns:
+        ``"skipped"`` or the trial's final state.
+    """
+    trial = storage.claim(trial_id, worker, lease)
+    if trial is None:
+        return "skipped"
+    new_trials = None if executor is None else (lambda ids: dispatch_trials(storage, executor, ids))
+    report = run_trial(storage, trial, worker, lease=lease, on_new_trials=new_trials)
+    return report.state if report.recorded else "skipped"
+
+
+def reap(
+    storage: Storage, executor: Executor, *, grace: float = 10.0, requeue_after: float = 900.0
+) -> list[int]:
+    """Put owed trials back on the queue; run by workers periodically and by ``hpo status``.
+
+    - RUNNING trials whose lease expired (a worker died) go back to PENDING, or FAIL at their
+      study's attempt cap; the study is advanced if that finished its stage.
+    - PENDING trials of running studies whose message is not in the queue (a broker restarted
+      without persistence, a send that failed) are sent again. When the broker cannot be
+      inspected, PENDING trials enqueued more than ``requeue_after`` seconds ago are re-sent
+      (a duplicate message is harmless: the second claim does nothing).
+
+    Args:
+        grace: Trials enqueued less than this many seconds ago are left alone (their message
+            may still be on its way into the queue).
+        requeue_after: The age-only fallback threshold.
+
+    Returns:
+        Ids of the trials sent.
+    """
+    for study in storage.list_studies():
+        if study.state != "RUNNING":
+            continue
+        cap = study_spec(study).limits.max_attempts
+        if storage.requeue_expired(max_attempts=cap, study_id=study.id):
+            dispatch_trials(storage, executor, advance(storage, study.id))
+    queued = executor.queued_trial_ids()
+    if queued is None:
+        owed = [t.id for t in storage.undelivered(requeue_after)]
+    else:
+        owed = [t.id for t in storage.undelivered(grace) if t.id not in queued]
+    dispatch_trials(storage, executor, owed)
+    return owed
 
 
 class OrchestrationError(HPOError):

@@ -20,6 +20,15 @@ class Settings(BaseSettings):
             (the best this CPU supports, replacing an inherited ``OPENBLAS_CORETYPE``),
             ``inherit``, or an OpenBLAS core name. Read from the environment before NumPy loads,
             see :mod:`hpo._blas`.
+        queue: Queue of trial messages (``HPO_QUEUE``).
+        lease_seconds: How long a worker's claim on a trial lasts without a heartbeat.
+        task_time_limit: Hard time limit of one trial task on a remote worker (seconds).
+        task_soft_time_limit: Soft limit (default: 60 s before the hard one).
+        visibility_timeout: Redis visibility timeout (default: hard limit + 10 min); must exceed
+            the hard limit, which workers check at start-up.
+        reaper_interval: Seconds between two reaper passes in each worker.
+        requeue_grace: A PENDING trial enqueued less than this ago is not re-sent.
+        requeue_after: When the broker cannot be inspected, re-send PENDING trials older than this.
     """
 
     model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
@@ -28,6 +37,31 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     workers: int = 0
     blas_coretype: str = "auto"
+    queue: str = "hpo"
+    lease_seconds: float = 60.0
+    task_time_limit: float = 6 * 3600.0
+    task_soft_time_limit: float | None = None
+    visibility_timeout: float | None = None
+    reaper_interval: float = 30.0
+    requeue_grace: float = 10.0
+    requeue_after: float = 900.0
+
+    def time_limits(self) -> tuple[float, float, float]:
+        """(soft, hard, visibility timeout) of remote trial tasks, in seconds.
+
+        With late acknowledgement, a message still unacknowledged after Redis's visibility
+        timeout is delivered again while its task still runs; so the hard limit must end a task
+        before that, and the soft limit (which lets a trial record its failure) before the hard one.
+        Defaults: soft = hard - 60 s, visibility = hard + 10 min.
+        """
+        hard = self.task_time_limit
+        soft = (
+            self.task_soft_time_limit
+            if self.task_soft_time_limit is not None
+            else max(hard - 60.0, hard * 0.9)
+        )
+        visibility = self.visibility_timeout if self.visibility_timeout is not None else hard + 600.0
+        return soft, hard, visibility
 
 
 @cache

@@ -55,6 +55,11 @@ def exit_code_for(exc: BaseException) -> int | None:
 
         if isinstance(exc, LocalRunInterruptedError):
             return EXIT_INTERRUPTED
+    if "hpo._executor" in sys.modules:
+        from hpo._executor import BrokerError
+
+        if isinstance(exc, BrokerError):
+            return EXIT_FAILURE
     if "hpo.storage" in sys.modules:
         from hpo.storage import StudyExistsError, StudyNotFoundError
 

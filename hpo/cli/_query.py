@@ -84,7 +84,14 @@ def status(
 ) -> None:
     """Stages, ranges per stage and trial counts of a study."""
     storage = open_storage(db)
+    executor = _executor_if_configured(storage.url)
     while True:
+        if executor is not None:
+            # Anyone watching a study also puts owed trials back on the queue (lost messages,
+            # expired leases), so a study moves on even if every worker restarted.
+            from hpo._orchestration import reap
+
+            reap(storage, executor)
         study = storage.get_study(name)
         doc = _status_doc(storage, name)
         if fmt is OutputFormat.json:
@@ -100,6 +107,17 @@ def status(
         import time
 
         time.sleep(2)
+
+
+def _executor_if_configured(database_url: str) -> Any:
+    from hpo import get_settings
+
+    broker = get_settings().broker_url
+    if not broker:
+        return None
+    from hpo._executor import load_executor
+
+    return load_executor("celery", broker, database_url)
 
 
 def _status_doc(storage: Storage, name: str) -> dict[str, Any]:

@@ -30,14 +30,30 @@ ProgressOption = Annotated[
 ]
 
 
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        help="Celery broker URL (redis:// or rediss://). With one, trials run on `hpo worker` processes.",
+        envvar="HPO_BROKER_URL",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 def submit(
     study_file: Annotated[Path, typer.Argument(help="The study's YAML file.")],
     db: DbOption = None,
     workers: WorkersOption = None,
     progress: ProgressOption = True,
+    broker: BrokerOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With a broker: follow the study until it ends.")
+    ] = False,
 ) -> None:
-    """Submit a study and run it to the end in local worker processes.
+    """Submit a study. Without a broker it runs now in local worker processes; with one, its trials
+    go to the queue and the command returns at once (or follows it with --wait).
 
     Submitting a study whose name exists with the same spec continues it; a different spec under
     the same name is an error.
@@ -47,6 +63,9 @@ def submit(
     from hpo.spec import load_study_spec
 
     spec = load_study_spec(study_file)  # bad input: exit 2 before anything is written
+    if broker:
+        _submit_remote(spec, db, broker, workers, wait, progress)
+        return
     storage = open_storage(db, create=True)
     n = workers or default_workers()
     study, created = submit_study(storage, spec, workers=n)
@@ -65,6 +84,120 @@ def submit(
             _print_best(storage, study.name)
             return
     _run(storage, study.name, n, progress)
+
+
+def _submit_remote(
+    spec: object, db: str | None, broker: str, workers: int | None, wait: bool, progress: bool
+) -> None:
+    from hpo import get_settings
+    from hpo._executor import load_executor
+    from hpo._orchestration import dispatch_trials, reap, submit_study
+    from hpo._urls import redact_url
+    from hpo.spec import StudySpec
+
+    assert isinstance(spec, StudySpec)
+    url = db or get_settings().database_url
+    executor = load_executor("celery", broker, url)
+    executor.check()  # Redis down: one clear line, and nothing written anywhere
+    storage = open_storage(url, create=True)
+    study, created = submit_study(storage, spec, workers=workers or 4)
+    err = err_console()
+    if created:
+        dispatch_trials(storage, executor, [t.id for t in storage.trials(study.id, states=("PENDING",))])
+        err.print(
+            f"study [bold]{study.name}[/]: {spec.total_trials} trials in {len(spec.search.stages)} stages, "
+            f"queued on {redact_url(broker)}",
+            highlight=False,
+        )
+    else:
+        reap(storage, executor)  # re-send whatever the broker lost
+        err.print(
+            f"study [bold]{study.name}[/] already exists with this spec ({study.state.lower()}); "
+            "nothing new written",
+            highlight=False,
+        )
+    out_console().print(study.name, highlight=False)
+    if not wait:
+        err.print(f"follow it with: hpo status {study.name} --watch", highlight=False)
+        return
+    _watch(storage, study.name, executor, progress)
+
+
+def _watch(storage: object, name: str, executor: object, progress: bool) -> None:
+    """Follow a remotely running study until it ends, reaping now and then."""
+    import time
+
+    from hpo import get_settings
+    from hpo._local import Progress
+    from hpo._orchestration import reap
+    from hpo.storage import Storage
+
+    from ._progress import LiveProgress
+
+    assert isinstance(storage, Storage)
+    settings = get_settings()
+    start = last_reap = time.perf_counter()
+    with LiveProgress(storage) as live:
+        while True:
+            study = storage.get_study(name)
+            if progress:
+                live(
+                    Progress(
+                        study,
+                        storage.counts(study.id),
+                        storage.counts(study.id, stage=study.current_stage),
+                        time.perf_counter() - start,
+                        workers_alive=-1,
+                    )
+                )
+            if study.state != "RUNNING":
+                break
+            if executor is not None and time.perf_counter() - last_reap > settings.reaper_interval:
+                reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
+                last_reap = time.perf_counter()
+            time.sleep(1.0)
+    if study.state == "COMPLETE":
+        err_console().print(f"study [bold]{name}[/] complete")
+        _print_best(storage, name)
+    else:
+        err_console().print(
+            f"study [bold]{name}[/] {study.state.lower()}: {study.reason or ''}", highlight=False
+        )
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option("--concurrency", "-c", help="Pool processes (default: one per core).", min=1)
+    ] = None,
+    queues: Annotated[
+        str | None, typer.Option("--queues", "-Q", help="Queues to consume (default: hpo).")
+    ] = None,
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "info",
+    db: DbOption = None,
+    broker: BrokerOption = None,
+) -> None:
+    """Start a Celery worker that runs trials (BLAS pinned to one thread per pool process)."""
+    import os
+
+    from hpo import get_settings
+    from hpo._blas import blas_environ
+    from hpo._executor import check_database_shareable, load_executor
+    from hpo._local import default_workers
+
+    settings = get_settings()
+    broker = broker or settings.broker_url
+    if not broker:
+        raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
+    url = check_database_shareable(db or settings.database_url)
+    executor = load_executor("celery", broker, url)
+    argv = executor.worker_command(
+        concurrency=concurrency or default_workers(), queues=queues, loglevel=loglevel
+    )
+    env = blas_environ(threads=1)
+    env.update(HPO_DATABASE_URL=url, HPO_BROKER_URL=broker)
+    os.execvpe(argv[0], argv, env)
 
 
 @app.command()

@@ -166,6 +166,8 @@ class Trial(Base):
         sa.Index("ix_hpo_trials_study_state", "study_id", "state"),
         sa.Index("ix_hpo_trials_study_stage_state", "study_id", "stage", "state"),
         sa.Index("ix_hpo_trials_state_lease", "state", "lease_expires_at"),
+        # the reaper's scan for PENDING trials whose message may have been lost
+        sa.Index("ix_hpo_trials_state_enqueued", "state", "enqueued_at"),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
@@ -186,3 +188,4 @@ class Trial(Base):
     created_at: Mapped[datetime]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]

@@ -816,6 +816,40 @@ class Storage:
             self._mirror_quietly(failed_study, ids)
         return sorted(requeued + failed)
 
+    def mark_enqueued(self, trial_ids: Iterable[int]) -> int:
+        """Record that these PENDING trials were just put on a message queue.
+
+        Returns:
+            How many were PENDING (and so marked).
+        """
+        ids = [int(i) for i in trial_ids]
+        if not ids:
+            return 0
+        with self._write() as conn:
+            result = conn.execute(
+                sa.update(_T)
+                .where(_T.c.id.in_(ids), _T.c.state == TrialState.PENDING.value)
+                .values(enqueued_at=_now())
+            )
+        return int(result.rowcount or 0)
+
+    def undelivered(self, older_than: float, *, study_id: int | None = None) -> list[TrialRow]:
+        """PENDING trials of running studies never enqueued, or enqueued more than ``older_than``
+        seconds ago: their message may be lost (a broker restart) and is owed again.
+        """
+        cutoff = _now() - timedelta(seconds=older_than)
+        running = sa.select(_S.c.id).where(_S.c.state == StudyState.RUNNING.value)
+        query = (
+            sa.select(_T)
+            .where(_T.c.state == TrialState.PENDING.value, _T.c.study_id.in_(running))
+            .where(sa.or_(_T.c.enqueued_at.is_(None), _T.c.enqueued_at < cutoff))
+            .order_by(_T.c.study_id, _T.c.number)
+        )
+        if study_id is not None:
+            query = query.where(_T.c.study_id == study_id)
+        with self._read() as conn:
+            return [_trial(m) for m in conn.execute(query).mappings()]
+
     # -- stages ------------------------------------------------------------------------------
 
     def advance(

@@ -26,6 +26,8 @@ from hpo.storage._models import metadata
 
 from .conftest import draft
 
+HEAD = "0002"  # the newest migration; bump with each new file in migrations/versions
+
 HPO_TABLES = {"hpo_studies", "hpo_stages", "hpo_trials", VERSION_TABLE}
 REPO = Path(__file__).resolve().parents[3]
 
@@ -55,7 +57,7 @@ def _optuna_objective(trial: optuna.Trial) -> float:
 
 def test_script_location_is_the_top_level_migrations_dir() -> None:
     assert script_location().resolve() == (REPO / "migrations").resolve()
-    assert head_revision() == "0001"
+    assert head_revision() == HEAD  # the newest file in migrations/versions
 
 
 def test_upgrade_empty_database_to_head(fresh_url: str) -> None:
@@ -64,9 +66,9 @@ def test_upgrade_empty_database_to_head(fresh_url: str) -> None:
     assert _tables(fresh_url) == HPO_TABLES  # our version table, never Optuna's alembic_version
     assert current_revision(fresh_url) == head_revision()
     with create_engine(fresh_url).connect() as conn:
-        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == ["0001"]
+        assert conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all() == [HEAD]
     upgrade(fresh_url, optuna=False)  # idempotent
-    assert current_revision(fresh_url) == "0001"
+    assert current_revision(fresh_url) == HEAD
 
 
 def test_no_autogenerate_drift_next_to_optuna_tables(fresh_url: str) -> None:
@@ -145,7 +147,7 @@ def test_alembic_command_line(sqlite_url: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert current_revision(sqlite_url) == "0001"
+    assert current_revision(sqlite_url) == HEAD
     assert "alembic_version" not in _tables(sqlite_url)
 
 
@@ -157,7 +159,7 @@ def test_module_upgrade_command(sqlite_url: str) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "0001" in result.stdout
+    assert HEAD in result.stdout
     assert {"hpo_studies", "studies"} <= _tables(sqlite_url)
 
 

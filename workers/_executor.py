@@ -1,0 +1,138 @@
+"""The Celery executor: hpo's :class:`~hpo._executor.Executor` over a Celery app."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from functools import cache
+
+from celery import Celery
+from kombu.exceptions import KombuError, OperationalError
+
+from hpo import Settings
+from hpo._executor import BrokerError, Executor
+from hpo._urls import redact_url
+from hpo.storage import Storage
+
+__all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
+
+_TASK_ID_PREFIX = "hpo-trial-"
+
+
+def _task_id(trial_id: int) -> str:
+    # The trial id in the message's own id lets the reaper see which trials are queued.
+    return f"{_TASK_ID_PREFIX}{trial_id}-{uuid.uuid4().hex[:12]}"
+
+
+def _trial_of(task_id: str) -> int | None:
+    if not task_id.startswith(_TASK_ID_PREFIX):
+        return None
+    try:
+        return int(task_id[len(_TASK_ID_PREFIX) :].split("-", 1)[0])
+    except ValueError:
+        return None
+
+
+class CeleryExecutor(Executor):
+    """Sends ``hpo.run_trial`` messages with a Celery app."""
+
+    def __init__(self, app: Celery) -> None:
+        self.app = app
+        self.settings: Settings = app.conf.hpo_settings
+        self.broker = redact_url(self.settings.broker_url or "")
+
+    def check(self) -> None:
+        try:
+            with self.app.connection_for_write() as conn:
+                conn.ensure_connection(max_retries=1, interval_start=0, timeout=3)
+        except (OSError, KombuError) as exc:
+            raise BrokerError(f"broker {self.broker} is unreachable: {exc}") from None
+
+    def dispatch(self, trial_ids: Sequence[int]) -> None:
+        retry = {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+        try:
+            with self.app.producer_or_acquire() as producer:
+                for trial_id in trial_ids:
+                    self.app.send_task(
+                        "hpo.run_trial",
+                        args=[int(trial_id)],
+                        task_id=_task_id(int(trial_id)),
+                        queue=self.settings.queue,
+                        producer=producer,
+                        retry=True,
+                        retry_policy=retry,
+                    )
+        except (OSError, OperationalError, KombuError) as exc:
+            raise BrokerError(f"cannot send trials to broker {self.broker}: {exc}") from None
+
+    def queued_trial_ids(self) -> set[int] | None:
+        url = self.settings.broker_url or ""
+        if not url.startswith(("redis://", "rediss://")):
+            return None
+        import redis
+
+        try:
+            client = redis.Redis.from_url(url, socket_timeout=5)
+            raw = client.lrange(self.settings.queue, 0, -1)
+            # Delivered but not yet acknowledged messages (kombu's Redis transport keeps them here).
+            raw += [json.loads(v)[0] for v in client.hvals("unacked")]
+        except (redis.RedisError, OSError, ValueError, IndexError):
+            return None
+        found: set[int] = set()
+        for item in raw:
+            try:
+                message = json.loads(item) if isinstance(item, bytes | str) else item
+                trial = _trial_of(str(message["headers"]["id"]))
+            except (ValueError, KeyError, TypeError):
+                continue
+            if trial is not None:
+                found.add(trial)
+        return found
+
+    def worker_command(self, *, concurrency: int, queues: str | None, loglevel: str) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app:app",
+            "worker",
+            f"--concurrency={concurrency}",
+            "--pool=prefork",
+            f"--loglevel={loglevel}",
+            f"--queues={queues or self.settings.queue}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+
+
+def make_executor(broker_url: str, database_url: str) -> CeleryExecutor:
+    """The ``hpo.executors`` entry point: an executor for these URLs."""
+    from hpo import Settings
+
+    from .app import create_app
+
+    return CeleryExecutor(create_app(Settings(broker_url=broker_url, database_url=database_url)))
+
+
+@cache
+def _storage(url: str) -> Storage:
+    return Storage(url)
+
+
+def storage_for(app: Celery) -> Storage:
+    """The storage of this app's database (one per process)."""
+    return _storage(app.conf.hpo_settings.database_url)
+
+
+_executors: dict[int, CeleryExecutor] = {}
+
+
+def executor_for(app: Celery) -> CeleryExecutor:
+    """An executor that sends with this app (one per app)."""
+    ex = _executors.get(id(app))
+    if ex is None:
+        ex = _executors[id(app)] = CeleryExecutor(app)
+    return ex

@@ -1,0 +1,156 @@
+"""The Celery app factory.
+
+``create_app()`` builds an app from hpo's settings; ``app`` (``celery -A workers.app:app``) is
+created on first attribute access, never by importing this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import ssl
+import threading
+from functools import cache
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from celery import Celery, signals
+from celery.exceptions import ImproperlyConfigured
+
+from hpo import Settings, get_settings
+
+__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "worker_id"]
+
+log = logging.getLogger(__name__)
+TASK_NAME = "hpo.run_trial"
+
+
+def worker_id() -> str:
+    """This worker process's id in the database: host, pid and kind."""
+    return f"{socket.gethostname()}:{os.getpid()}:celery"
+
+
+def check_time_limits(soft: float, hard: float, visibility: float) -> None:
+    """Refuse settings under which Redis would deliver a running task a second time.
+
+    Raises:
+        ImproperlyConfigured: unless soft < hard < visibility timeout.
+    """
+    if not 0 < soft < hard < visibility:
+        raise ImproperlyConfigured(
+            f"task time limits must satisfy soft ({soft:g} s) < hard ({hard:g} s) < Redis visibility_timeout "
+            f"({visibility:g} s): otherwise a trial still running is delivered again"
+        )
+
+
+def _broker_ssl(broker_url: str) -> dict[str, Any] | None:
+    parts = urlsplit(broker_url)
+    if parts.scheme != "rediss" or "ssl_cert_reqs" in parse_qs(parts.query):
+        return None
+    return {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # verify the server unless the URL says otherwise
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """A Celery app configured from hpo's settings (``HPO_BROKER_URL``, ``HPO_DATABASE_URL``...).
+
+    JSON only, late acknowledgement, redelivery when a pool process dies, one message prefetched
+    per process, and time limits strictly below the Redis visibility timeout (set everywhere
+    Celery reads it).
+
+    Raises:
+        ImproperlyConfigured: no broker, or time limits that conflict.
+    """
+    settings = settings or get_settings()
+    if not settings.broker_url:
+        raise ImproperlyConfigured("HPO_BROKER_URL is not set: remote workers need a broker")
+    soft, hard, visibility = settings.time_limits()
+    check_time_limits(soft, hard, visibility)
+    app = Celery("hpo", set_as_current=False)
+    transport = {"visibility_timeout": visibility}
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_use_ssl=_broker_ssl(settings.broker_url),
+        broker_transport_options=transport,
+        result_backend_transport_options=transport,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # Redis down when a worker starts: wait for it
+        task_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_ignore_result=True,  # the database holds every result
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=hard,
+        task_soft_time_limit=soft,
+        task_default_queue=settings.queue,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        worker_hijack_root_logger=False,
+        hpo_settings=settings,
+    )
+    from . import tasks
+
+    tasks.register(app)
+    return app
+
+
+@cache
+def get_app() -> Celery:
+    """The process's app, created on first use."""
+    return create_app()
+
+
+def __getattr__(name: str) -> Any:
+    # `celery -A workers.app:app` asks for this attribute; build the app only then.
+    if name == "app":
+        return get_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@signals.worker_init.connect
+def _check_worker(sender: Any = None, **_: Any) -> None:
+    from hpo._executor import check_database_shareable
+
+    settings: Settings = sender.app.conf.hpo_settings
+    try:
+        check_database_shareable(settings.database_url)
+    except Exception as exc:  # refuse to start, with hpo's one-line reason
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+@signals.worker_process_init.connect
+def _pool_process_init(**_: Any) -> None:
+    # Pool processes are forked: one BLAS thread each (the parent set the environment before
+    # NumPy loaded; this is a guard), and no database connection inherited from the parent
+    # (hpo.storage drops its engines after fork).
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(1)
+
+
+@signals.worker_ready.connect
+def _start_reaper(sender: Any = None, **_: Any) -> None:
+    """Each worker's main process reaps periodically: expired leases and lost messages."""
+    app: Celery = sender.app
+    settings: Settings = app.conf.hpo_settings
+    thread = threading.Thread(target=_reap_forever, args=(app, settings), name="hpo-reaper", daemon=True)
+    thread.start()
+
+
+def _reap_forever(app: Celery, settings: Settings) -> None:
+    from hpo._orchestration import reap
+    from hpo.storage import Storage
+
+    from ._executor import CeleryExecutor
+
+    storage = Storage(settings.database_url)
+    executor = CeleryExecutor(app=app)
+    stop = threading.Event()
+    while not stop.wait(settings.reaper_interval):
+        try:
+            sent = reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)
+            if sent:
+                log.info("reaper re-sent %d trials", len(sent))
+        except Exception:  # the database or broker may be down for a while; try again next round
+            log.warning("reaper pass failed", exc_info=True)
