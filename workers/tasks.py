@@ -4,26 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import Celery
+from celery import Celery, Task
 from celery.exceptions import Reject
 
-__all__ = ["register"]
+__all__ = ["register", "run_trial"]
+
+
+def run_trial(task: Task, trial_id: Any) -> str:
+    """Run one trial by id. A second delivery finds it claimed or finished and does nothing."""
+    if type(trial_id) is not int or trial_id <= 0:
+        raise Reject(f"invalid trial id {trial_id!r}", requeue=False)
+    from hpo._orchestration import execute_trial
+
+    from ._executor import executor_for, storage_for
+    from .app import worker_id
+
+    app = task.app  # the app that received the message, never one captured at registration
+    lease = app.conf.hpo_settings.lease_seconds
+    return execute_trial(storage_for(app), trial_id, worker_id(), executor=executor_for(app), lease=lease)
 
 
 def register(app: Celery) -> None:
     """Register hpo's tasks on ``app``."""
-
-    @app.task(name="hpo.run_trial", acks_late=True, reject_on_worker_lost=True)
-    def run_trial(trial_id: Any) -> str:
-        """Run one trial. A second delivery finds it claimed or finished and does nothing."""
-        if type(trial_id) is not int or trial_id <= 0:
-            raise Reject(f"invalid trial id {trial_id!r}", requeue=False)
-        from hpo._orchestration import execute_trial
-
-        from ._executor import executor_for, storage_for
-        from .app import worker_id
-
-        settings = app.conf.hpo_settings
-        return execute_trial(
-            storage_for(app), trial_id, worker_id(), executor=executor_for(app), lease=settings.lease_seconds
-        )
+    app.task(name="hpo.run_trial", bind=True, acks_late=True, reject_on_worker_lost=True)(run_trial)
