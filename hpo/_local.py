@@ -87,7 +87,7 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
                 # Nothing to claim for a while: expired leases back to the queue, and make sure the
                 # study moves on even if the process that should have advanced it died.
                 storage.requeue_expired(max_attempts=max_attempts)
-                advance(storage, study_id, workers=workers)
+                advance(storage, study_id)
                 idle_since = now
             time.sleep(POLL_SECONDS)
             continue
@@ -128,7 +128,7 @@ def run_local(
     _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
     cap = spec.limits.max_attempts
     _release_dead_local_claims(storage, study.id, cap)
-    advance(storage, study.id, workers=n)
+    advance(storage, study.id)
 
     ctx = mp.get_context("fork")
     stop = ctx.Event()

@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 # number of trials in flight instead of creating a whole stage up front.
 SEQUENTIAL_SAMPLERS = frozenset({"tpe", "cmaes"})
 LEASE_SECONDS = 60.0
+DEFAULT_IN_FLIGHT = 4
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,9 +163,13 @@ def _first_number(spec: StudySpec, stage: int) -> int:
     return sum(s.trials for s in spec.search.stages[:stage])
 
 
-def in_flight_limit(spec: StudySpec, workers: int) -> int:
-    """How many trials of a sequential sampler may exist unfinished at once."""
-    return spec.search.in_flight or max(2 * workers, 2)
+def in_flight_limit(spec: StudySpec) -> int:
+    """How many trials of a sequential sampler (TPE, CMA-ES) may exist unfinished at once.
+
+    A pure function of the spec, so that every process that tops a stage up (the submitter, any
+    worker, local or remote) applies the same limit.
+    """
+    return spec.search.in_flight or DEFAULT_IN_FLIGHT
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,12 +231,12 @@ def _history_study(spec: StudySpec, space: dict[str, Any], history: Sequence[Tri
     return study
 
 
-def first_stage_draft(spec: StudySpec, workers: int = 1) -> StageDraft:
+def first_stage_draft(spec: StudySpec) -> StageDraft:
     """Stage 0 of a new study: its space and its first trials."""
     space = search_space(spec)
     n = _stage_trials(spec, 0)
     if spec.search.sampler in SEQUENTIAL_SAMPLERS:
-        n = min(n, in_flight_limit(spec, workers))
+        n = min(n, in_flight_limit(spec))
     trials = _propose_batch(spec, space, range(n), [])
     return StageDraft(
         index=0,
@@ -242,7 +247,7 @@ def first_stage_draft(spec: StudySpec, workers: int = 1) -> StageDraft:
     )
 
 
-def submit_study(storage: Storage, spec: StudySpec, *, workers: int = 1) -> tuple[StudyRow, bool]:
+def submit_study(storage: Storage, spec: StudySpec) -> tuple[StudyRow, bool]:
     """Write a study, its first stage and that stage's trials, in one transaction.
 
     Returns:
@@ -257,7 +262,7 @@ def submit_study(storage: Storage, spec: StudySpec, *, workers: int = 1) -> tupl
         spec.canonical_json(),
         spec.spec_hash(),
         spec.objective.direction,
-        first_stage_draft(spec, workers),
+        first_stage_draft(spec),
     )
 
 
@@ -481,7 +486,7 @@ def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
 # Advancing a study
 
 
-def advance(storage: Storage, study_id: int, *, workers: int = 1) -> list[int]:
+def advance(storage: Storage, study_id: int) -> list[int]:
     """Move the study on if its current stage allows it; safe to call from any process, any time.
 
     - Too many failed trials: the study fails with that reason.
@@ -513,7 +518,7 @@ def advance(storage: Storage, study_id: int, *, workers: int = 1) -> list[int]:
     n_stage = _stage_trials(spec, stage)
     if created < n_stage:
         # Sequential sampler: propose more trials as earlier ones finish.
-        room = in_flight_limit(spec, workers) - unfinished
+        room = in_flight_limit(spec) - unfinished
         if room <= 0:
             return []
         first = _first_number(spec, stage) + created
@@ -526,7 +531,7 @@ def advance(storage: Storage, study_id: int, *, workers: int = 1) -> list[int]:
     if unfinished:
         return []
     if stage + 1 < len(spec.search.stages):
-        draft = _next_stage_draft(storage, spec, study_id, stage, workers)
+        draft = _next_stage_draft(storage, spec, study_id, stage)
         if not storage.advance(study_id, stage, draft):
             return []
         return _pending_ids(storage, study_id, draft.index, [number for number, _, _ in draft.trials])
@@ -540,9 +545,7 @@ def _pending_ids(storage: Storage, study_id: int, stage: int, numbers: Sequence[
     return [t.id for t in storage.trials(study_id, states=("PENDING",), stage=stage) if t.number in wanted]
 
 
-def _next_stage_draft(
-    storage: Storage, spec: StudySpec, study_id: int, stage: int, workers: int
-) -> StageDraft:
+def _next_stage_draft(storage: Storage, spec: StudySpec, study_id: int, stage: int) -> StageDraft:
     space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
     if spec.search.sampler == "narrowing":
         finished = [
@@ -562,7 +565,7 @@ def _next_stage_draft(
     nxt = stage + 1
     n = _stage_trials(spec, nxt)
     if spec.search.sampler in SEQUENTIAL_SAMPLERS:
-        n = min(n, in_flight_limit(spec, workers))
+        n = min(n, in_flight_limit(spec))
     first = _first_number(spec, nxt)
     history = storage.trials(study_id)
     trials = _propose_batch(spec, space, range(first, first + n), history)

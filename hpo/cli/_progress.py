@@ -71,7 +71,7 @@ class LiveProgress:
             f"[bold]{p.study.name}[/] {p.study.state.lower()}  stage {stage + 1}/{n_stages} "
             f"({stage_done}/{stage_total})  trials {done}/{total}  failed {p.counts.get('FAIL', 0)}  "
             f"pruned {p.counts.get('PRUNED', 0)}  running {p.counts.get('RUNNING', 0)}  "
-            f"workers {p.workers_alive}  {p.elapsed:.1f} s  ETA {eta}"
+            f"workers {p.workers_alive if p.workers_alive >= 0 else 'remote'}  {p.elapsed:.1f} s  ETA {eta}"
         )
         ranges = Table("parameter", *(f"stage {s.index + 1}" for s in stages), box=None, pad_edge=False)
         spaces = [space_from_json(json.loads(s.space)) for s in stages]

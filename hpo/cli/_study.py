@@ -68,7 +68,7 @@ def submit(
         return
     storage = open_storage(db, create=True)
     n = workers or default_workers()
-    study, created = submit_study(storage, spec, workers=n)
+    study, created = submit_study(storage, spec)
     err = err_console()
     if created:
         err.print(
@@ -100,7 +100,7 @@ def _submit_remote(
     executor = load_executor("celery", broker, url)
     executor.check()  # Redis down: one clear line, and nothing written anywhere
     storage = open_storage(url, create=True)
-    study, created = submit_study(storage, spec, workers=workers or 4)
+    study, created = submit_study(storage, spec)
     err = err_console()
     if created:
         dispatch_trials(storage, executor, [t.id for t in storage.trials(study.id, states=("PENDING",))])

@@ -287,7 +287,7 @@ class SearchSpec(_Strict):
     in_flight: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None,
         description="Most trials running at once for the sequential samplers tpe and cmaes "
-        "(null: twice the number of workers).",
+        "(null: 4; set it to about twice your worker processes).",
     )
 
     @field_validator("narrowing", mode="after")
