@@ -16,6 +16,8 @@ from hpo._executor import BrokerError, Executor
 from hpo._urls import redact_url
 from hpo.storage import Storage
 
+from .app import settings_of
+
 __all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
 
 _TASK_ID_PREFIX = "hpo-trial-"
@@ -40,7 +42,7 @@ class CeleryExecutor(Executor):
 
     def __init__(self, app: Celery) -> None:
         self.app = app
-        self.settings: Settings = app.conf.hpo_settings
+        self.settings: Settings = settings_of(app)
         self.broker = redact_url(self.settings.broker_url or "")
 
     def check(self) -> None:
@@ -124,7 +126,7 @@ def _storage(url: str) -> Storage:
 
 def storage_for(app: Celery) -> Storage:
     """The storage of this app's database (one per process)."""
-    return _storage(app.conf.hpo_settings.database_url)
+    return _storage(settings_of(app).database_url)
 
 
 _executors: dict[int, CeleryExecutor] = {}

@@ -20,7 +20,7 @@ from celery.exceptions import ImproperlyConfigured
 
 from hpo import Settings, get_settings
 
-__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "worker_id"]
+__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "settings_of", "worker_id"]
 
 log = logging.getLogger(__name__)
 TASK_NAME = "hpo.run_trial"
@@ -87,12 +87,20 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_default_queue=settings.queue,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
-        hpo_settings=settings,
     )
+    # hpo's own settings ride on the app, not in app.conf: Celery's config stays plain data
+    # (flower and `celery inspect conf` serialise it).
+    app.hpo_settings = settings
     from . import tasks
 
     tasks.register(app)
     return app
+
+
+def settings_of(app: Celery) -> Settings:
+    """The hpo settings an app was created with."""
+    settings: Settings = app.hpo_settings  # type: ignore[attr-defined]
+    return settings
 
 
 @cache
@@ -112,7 +120,7 @@ def __getattr__(name: str) -> Any:
 def _check_worker(sender: Any = None, **_: Any) -> None:
     from hpo._executor import check_database_shareable
 
-    settings: Settings = sender.app.conf.hpo_settings
+    settings = settings_of(sender.app)
     try:
         check_database_shareable(settings.database_url)
     except Exception as exc:  # refuse to start, with hpo's one-line reason
@@ -133,7 +141,7 @@ def _pool_process_init(**_: Any) -> None:
 def _start_reaper(sender: Any = None, **_: Any) -> None:
     """Each worker's main process reaps periodically: expired leases and lost messages."""
     app: Celery = sender.app
-    settings: Settings = app.conf.hpo_settings
+    settings = settings_of(app)
     thread = threading.Thread(target=_reap_forever, args=(app, settings), name="hpo-reaper", daemon=True)
     thread.start()
 

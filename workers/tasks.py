@@ -17,10 +17,10 @@ def run_trial(task: Task, trial_id: Any) -> str:
     from hpo._orchestration import execute_trial
 
     from ._executor import executor_for, storage_for
-    from .app import worker_id
+    from .app import settings_of, worker_id
 
     app = task.app  # the app that received the message, never one captured at registration
-    lease = app.conf.hpo_settings.lease_seconds
+    lease = settings_of(app).lease_seconds
     return execute_trial(storage_for(app), trial_id, worker_id(), executor=executor_for(app), lease=lease)
 
 

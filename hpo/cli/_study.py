@@ -169,7 +169,10 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
 @app.command()
 def worker(
     concurrency: Annotated[
-        int | None, typer.Option("--concurrency", "-c", help="Pool processes (default: one per core).", min=1)
+        int | None,
+        typer.Option(
+            "--concurrency", "-c", help="Pool processes (default: one per core).", envvar="HPO_WORKERS", min=1
+        ),
     ] = None,
     queues: Annotated[
         str | None, typer.Option("--queues", "-Q", help="Queues to consume (default: hpo).")
