@@ -26,6 +26,11 @@ class BrokerError(HPOError):
 class Executor(ABC):
     """Sends trial ids to remote workers through a message broker."""
 
+    @property
+    @abstractmethod
+    def queue(self) -> str:
+        """The queue this executor sends to; studies record it, and reapers only handle their own."""
+
     @abstractmethod
     def check(self) -> None:
         """Raise :class:`BrokerError` if the broker is unreachable (called before anything is

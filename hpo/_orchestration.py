@@ -247,7 +247,7 @@ def first_stage_draft(spec: StudySpec) -> StageDraft:
     )
 
 
-def submit_study(storage: Storage, spec: StudySpec) -> tuple[StudyRow, bool]:
+def submit_study(storage: Storage, spec: StudySpec, *, queue: str | None = None) -> tuple[StudyRow, bool]:
     """Write a study, its first stage and that stage's trials, in one transaction.
 
     Returns:
@@ -263,6 +263,7 @@ def submit_study(storage: Storage, spec: StudySpec) -> tuple[StudyRow, bool]:
         spec.spec_hash(),
         spec.objective.direction,
         first_stage_draft(spec),
+        queue=queue,
     )
 
 
@@ -652,6 +653,9 @@ def reap(
 ) -> list[int]:
     """Put owed trials back on the queue; run by workers periodically and by ``hpo status``.
 
+    Only studies submitted to this executor's queue are touched (local runs and other queues
+    sharing the database are left alone).
+
     - RUNNING trials whose lease expired (a worker died) go back to PENDING, or FAIL at their
       study's attempt cap; the study is advanced if that finished its stage.
     - PENDING trials of running studies whose message is not in the queue (a broker restarted
@@ -667,17 +671,20 @@ def reap(
     Returns:
         Ids of the trials sent.
     """
-    for study in storage.list_studies():
-        if study.state != "RUNNING":
-            continue
-        cap = study_spec(study).limits.max_attempts
-        if storage.requeue_expired(max_attempts=cap, study_id=study.id):
-            dispatch_trials(storage, executor, advance(storage, study.id))
+    mine = {s.id for s in storage.list_studies() if s.state == "RUNNING" and s.queue == executor.queue}
+    for study_id in mine:
+        cap = study_spec(storage.get_study_by_id(study_id)).limits.max_attempts
+        moved = set(storage.requeue_expired(max_attempts=cap, study_id=study_id))
+        if moved:
+            # Re-send these now: the dead worker's message may still sit among Redis's unacked
+            # messages until the visibility timeout, so "is it queued?" would wrongly say yes.
+            requeued = [t.id for t in storage.trials(study_id, states=("PENDING",)) if t.id in moved]
+            dispatch_trials(storage, executor, requeued + advance(storage, study_id))
     queued = executor.queued_trial_ids()
     if queued is None:
-        owed = [t.id for t in storage.undelivered(requeue_after)]
+        owed = [t.id for t in storage.undelivered(requeue_after) if t.study_id in mine]
     else:
-        owed = [t.id for t in storage.undelivered(grace) if t.id not in queued]
+        owed = [t.id for t in storage.undelivered(grace) if t.study_id in mine and t.id not in queued]
     dispatch_trials(storage, executor, owed)
     return owed
 

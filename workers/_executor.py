@@ -45,6 +45,10 @@ class CeleryExecutor(Executor):
         self.settings: Settings = settings_of(app)
         self.broker = redact_url(self.settings.broker_url or "")
 
+    @property
+    def queue(self) -> str:
+        return self.settings.queue
+
     def check(self) -> None:
         try:
             with self.app.connection_for_write() as conn:

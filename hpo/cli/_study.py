@@ -100,7 +100,7 @@ def _submit_remote(
     executor = load_executor("celery", broker, url)
     executor.check()  # Redis down: one clear line, and nothing written anywhere
     storage = open_storage(url, create=True)
-    study, created = submit_study(storage, spec)
+    study, created = submit_study(storage, spec, queue=executor.queue)
     err = err_console()
     if created:
         dispatch_trials(storage, executor, [t.id for t in storage.trials(study.id, states=("PENDING",))])
@@ -155,7 +155,7 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
             if executor is not None and time.perf_counter() - last_reap > settings.reaper_interval:
                 reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
                 last_reap = time.perf_counter()
-            time.sleep(1.0)
+            time.sleep(0.2)
     if study.state == "COMPLETE":
         err_console().print(f"study [bold]{name}[/] complete")
         _print_best(storage, name)

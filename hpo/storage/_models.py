@@ -127,6 +127,7 @@ class Study(Base):
     reason: Mapped[str | None] = mapped_column(sa.Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    queue: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class Stage(Base):

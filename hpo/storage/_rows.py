@@ -71,6 +71,7 @@ class StudyRow:
         reason: Why the study completed early, failed or was cancelled.
         created_at: Creation time (UTC).
         updated_at: Last change of the study row (UTC).
+        queue: The message queue its trials go to; None when local processes run it.
     """
 
     id: int
@@ -85,6 +86,7 @@ class StudyRow:
     reason: str | None
     created_at: datetime
     updated_at: datetime
+    queue: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -90,6 +90,7 @@ def _study(m: RowMapping) -> StudyRow:
         reason=m["reason"],
         created_at=m["created_at"],
         updated_at=m["updated_at"],
+        queue=m["queue"],
     )
 
 
@@ -251,7 +252,14 @@ class Storage:
     # -- studies -----------------------------------------------------------------------------
 
     def create_study(
-        self, name: str, spec_json: str, spec_hash: str, direction: str, first_stage: StageDraft
+        self,
+        name: str,
+        spec_json: str,
+        spec_hash: str,
+        direction: str,
+        first_stage: StageDraft,
+        *,
+        queue: str | None = None,
     ) -> tuple[StudyRow, bool]:
         """Create a study with its first stage and that stage's ``PENDING`` trials, in one transaction.
 
@@ -264,6 +272,7 @@ class Storage:
             spec_hash: sha256 of the canonical spec JSON.
             direction: ``"minimize"`` or ``"maximize"``.
             first_stage: Stage 0 with trials numbered 0, 1, ...
+            queue: The message queue its trials go to (None: local processes run it).
 
         Returns:
             ``(study, created)``; ``created`` is ``False`` when the study already existed.
@@ -306,6 +315,7 @@ class Storage:
                         current_stage=0,
                         created_at=now,
                         updated_at=now,
+                        queue=queue,
                     )
                     .returning(_S.c.id)
                 ).scalar_one()
