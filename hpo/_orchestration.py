@@ -659,9 +659,9 @@ def reap(
     - RUNNING trials whose lease expired (a worker died) go back to PENDING, or FAIL at their
       study's attempt cap; the study is advanced if that finished its stage.
     - PENDING trials of running studies whose message is not in the queue (a broker restarted
-      without persistence, a send that failed) are sent again. When the broker cannot be
-      inspected, PENDING trials enqueued more than ``requeue_after`` seconds ago are re-sent
-      (a duplicate message is harmless: the second claim does nothing).
+      without persistence, a send that failed) are sent again, and so is any trial enqueued more
+      than ``requeue_after`` seconds ago (the only rule when the broker cannot be inspected).
+      A duplicate message is harmless: the second claim does nothing.
 
     Args:
         grace: Trials enqueued less than this many seconds ago are left alone (their message
@@ -681,10 +681,13 @@ def reap(
             requeued = [t.id for t in storage.trials(study_id, states=("PENDING",)) if t.id in moved]
             dispatch_trials(storage, executor, requeued + advance(storage, study_id))
     queued = executor.queued_trial_ids()
-    if queued is None:
-        owed = [t.id for t in storage.undelivered(requeue_after) if t.study_id in mine]
-    else:
-        owed = [t.id for t in storage.undelivered(grace) if t.study_id in mine and t.id not in queued]
+    # A backstop for liveness: a trial PENDING for longer than requeue_after is sent again even
+    # if the broker says its message exists (it may sit with a consumer that will never ack it).
+    stale = {t.id for t in storage.undelivered(requeue_after) if t.study_id in mine}
+    lost = set()
+    if queued is not None:
+        lost = {t.id for t in storage.undelivered(grace) if t.study_id in mine and t.id not in queued}
+    owed = sorted(stale | lost)
     dispatch_trials(storage, executor, owed)
     return owed
 

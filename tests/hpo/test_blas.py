@@ -34,6 +34,13 @@ def test_inherit_and_explicit_choices(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_configure_keeps_user_thread_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    # configure_blas writes os.environ: register every variable it may touch with monkeypatch,
+    # so they are restored (worker processes started by later tests inherit this environment).
+    for var in (*_blas.THREAD_VARS, "OPENBLAS_CORETYPE"):
+        if var in os.environ:
+            monkeypatch.setenv(var, os.environ[var])
+        else:
+            monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     _blas.configure_blas()

@@ -32,6 +32,7 @@ FAST_ENV = {
     "HPO_REAPER_INTERVAL": "1",
     "HPO_LEASE_SECONDS": "3",
     "HPO_REQUEUE_GRACE": "1",
+    "HPO_REQUEUE_AFTER": "8",
     "HPO_TASK_TIME_LIMIT": "300",
     "HPO_BLAS_CORETYPE": "inherit",
 }
@@ -157,6 +158,9 @@ class Workers:
 
     def __init__(self, broker: str, db: str, tmp: Path) -> None:
         self.broker, self.db, self.tmp = broker, db, tmp
+        # A queue of this test's own: a worker of an earlier test still shutting down (or its
+        # reaper) never sees this test's messages, nor this test's workers an earlier test's.
+        self.queue = f"hpo-test-{uuid.uuid4().hex[:8]}"
         self.started: list[Worker] = []
 
     def env(self, **extra: str) -> dict[str, str]:
@@ -165,6 +169,7 @@ class Workers:
             **FAST_ENV,
             "HPO_BROKER_URL": self.broker,
             "HPO_DATABASE_URL": self.db,
+            "HPO_QUEUE": self.queue,
             **extra,
         }
 

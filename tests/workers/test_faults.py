@@ -34,7 +34,7 @@ def submit(
     path: Path, workers: Workers, *, wait: bool = False, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
     args = ["submit", str(path), "--broker", workers.broker, "--db", workers.db, "--no-progress"]
-    proc = hpo(*args, *(["--wait"] if wait else []), timeout=timeout)
+    proc = hpo(*args, *(["--wait"] if wait else []), timeout=timeout, env={"HPO_QUEUE": workers.queue})
     assert proc.returncode == 0, proc.stderr + "\n--- workers ---\n" + workers.logs()[-5000:]
     return proc
 
@@ -304,19 +304,23 @@ def test_duplicate_and_hostile_messages_change_nothing(
     complete = [row[0] for row in before if row[1] == "COMPLETE"]
     pool_before = sorted(w.pool())
 
-    app = create_app(Settings(broker_url=workers.broker, database_url=workers.db))
+    app = create_app(Settings(broker_url=workers.broker, database_url=workers.db, queue=workers.queue))
     try:
         for trial_id in complete[:2]:
-            app.send_task("hpo.run_trial", args=[trial_id], task_id=f"hpo-trial-{trial_id}-dup", queue="hpo")
-        app.send_task("hpo.run_trial", args=[complete[0]], queue="hpo", serializer="pickle")
-        app.send_task("hpo.drop_everything", args=[complete[0]], queue="hpo")
+            app.send_task(
+                "hpo.run_trial", args=[trial_id], task_id=f"hpo-trial-{trial_id}-dup", queue=workers.queue
+            )
+        app.send_task("hpo.run_trial", args=[complete[0]], queue=workers.queue, serializer="pickle")
+        app.send_task("hpo.drop_everything", args=[complete[0]], queue=workers.queue)
         for args in (["1; drop table"], [-5], [complete[0], 2], [True], [str(complete[0])]):
-            app.send_task("hpo.run_trial", args=args, queue="hpo")
+            app.send_task("hpo.run_trial", args=args, queue=workers.queue)
         # the worker consumes them all: queue and unacknowledged set empty
         import redis
 
         client = redis.Redis.from_url(workers.broker)
-        wait_for(lambda: client.llen("hpo") == 0 and client.hlen("unacked") == 0, 30, "the queue to drain")
+        wait_for(
+            lambda: client.llen(workers.queue) == 0 and client.hlen("unacked") == 0, 30, "the queue to drain"
+        )
         wait_for(lambda: w.text().count("'skipped'") >= 2, 20, "both duplicates to be skipped")
     finally:
         app.close()
