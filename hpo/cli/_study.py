@@ -156,14 +156,7 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
                 reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
                 last_reap = time.perf_counter()
             time.sleep(0.2)
-    if study.state == "COMPLETE":
-        err_console().print(f"study [bold]{name}[/] complete")
-        _print_best(storage, name)
-    else:
-        err_console().print(
-            f"study [bold]{name}[/] {study.state.lower()}: {study.reason or ''}", highlight=False
-        )
-        raise typer.Exit(EXIT_FAILURE)
+    _report_end(storage, study)
 
 
 @app.command()
@@ -229,14 +222,22 @@ def _run(storage: object, name: str, workers: int, progress: bool) -> None:
     study = storage.get_study(name)
     with LiveProgress(storage) as live:
         final = run_local(storage, study, workers=workers, on_progress=live if progress else None)
-    if final.state == "COMPLETE":
-        err_console().print(f"study [bold]{name}[/] complete")
-        _print_best(storage, name)
-    else:
-        err_console().print(
-            f"study [bold]{name}[/] {final.state.lower()}: {final.reason or ''}", highlight=False
-        )
-        raise typer.Exit(EXIT_FAILURE)
+    _report_end(storage, final)
+
+
+def _report_end(storage: object, study: object) -> None:
+    """The best trials when a study completed; otherwise why it ended, and exit code 1."""
+    from hpo.storage import StudyRow
+
+    assert isinstance(study, StudyRow)
+    if study.state == "COMPLETE":
+        err_console().print(f"study [bold]{study.name}[/] complete")
+        _print_best(storage, study.name)
+        return
+    err_console().print(
+        f"study [bold]{study.name}[/] {study.state.lower()}: {study.reason or ''}", highlight=False
+    )
+    raise typer.Exit(EXIT_FAILURE)
 
 
 def _print_best(storage: object, name: str) -> None:
