@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from hpo.storage import Storage
+from tests.cli import ROOT
+from tests.cli import run_hpo as _hpo
 from tests.invariants import check_study
-
-ROOT = Path(__file__).resolve().parents[2]
 
 STUDY = """\
 name: {name}
@@ -40,17 +40,6 @@ def _study_file(
     path = tmp_path / f"{name}.yaml"
     path.write_text(STUDY.format(name=name, sampler=sampler, t0=t0, t1=t1, epochs=epochs))
     return path
-
-
-def _hpo(*args: str, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def test_two_stage_study_completes_with_narrowed_ranges(tmp_path: Path) -> None:

@@ -12,21 +12,11 @@ import optuna
 import pytest
 
 from hpo.storage import Storage, StorageError
+from tests.cli import ROOT
+from tests.cli import run_hpo as _hpo
 from tests.invariants import check_study
 
-ROOT = Path(__file__).resolve().parents[2]
 MNIST = ROOT.parent / "shared" / "data" / "mnist"
-
-
-def _hpo(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "hpo", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
 
 
 def _study(tmp_path: Path, body: str, name: str = "s") -> Path:
