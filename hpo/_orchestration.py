@@ -36,7 +36,7 @@ from .samplers import (
     trial_rng,
 )
 from .spec import StudySpec
-from .storage import StageDraft, Storage, StudyRow, TrialRow
+from .storage import StageDraft, Storage, StudyProgress, StudyRow, TrialRow
 
 __all__ = [
     "TrialReport",
@@ -45,6 +45,7 @@ __all__ = [
     "execute_trial",
     "first_stage_draft",
     "hard_bounds",
+    "mirror_optuna_view",
     "objective_value",
     "reap",
     "run_trial",
@@ -61,6 +62,13 @@ log = logging.getLogger(__name__)
 SEQUENTIAL_SAMPLERS = frozenset({"tpe", "cmaes"})
 LEASE_SECONDS = 60.0
 DEFAULT_IN_FLIGHT = 4
+# A process writes a study's finished trials to its Optuna view at most this often while a stage
+# runs (always at a stage's end): short trials are mirrored in batches, long ones as they finish.
+MIRROR_INTERVAL = 1.0
+_last_mirror: dict[tuple[str, int], float] = {}
+# Datasets a worker process keeps loaded between trials (trials of a study share one split).
+DATA_CACHE_SIZE = 2
+_DATA_CACHE: dict[str, engine.Dataset] = {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,8 +322,9 @@ class _Heartbeat:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # No join: the thread ends at its next wake-up, and a beat racing the result's write
+        # changes nothing (it only extends the lease of a claim that is still RUNNING).
         self._stop.set()
-        self._thread.join(timeout=5)
 
     def _run(self) -> None:
         while not self._stop.wait(self.lease / 3):
@@ -389,6 +398,7 @@ def run_trial(
     data_cache: dict[str, engine.Dataset] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_new_trials: Callable[[list[int]], None] | None = None,
+    study: StudyRow | None = None,
 ) -> TrialReport:
     """Train a claimed trial and record its outcome, then advance the study if its stage is done.
 
@@ -403,9 +413,9 @@ def run_trial(
             released back to PENDING rather than recorded.
         on_new_trials: Called with the ids of trials that finishing this one created (the next
             stage), after they are committed; a remote executor dispatches them.
+        study: The trial's study, if the caller has it (read from storage otherwise).
     """
-    study = storage.get_study_by_id(trial.study_id)
-    spec = study_spec(study)
+    spec = study_spec(study or storage.get_study_by_id(trial.study_id))
     start = time.perf_counter()
     curves: list[dict[str, Any]] = []
     intermediate: dict[int, float] = {}
@@ -419,6 +429,8 @@ def run_trial(
             data = load_data(train_spec.dataset, train_spec.training.dtype)
             if data_cache is not None:
                 data_cache[key] = data
+                for old in list(data_cache)[:-DATA_CACHE_SIZE]:  # a long-lived worker sees many studies
+                    del data_cache[old]
         prune = _PruneCheck(spec, storage, trial)
         pruned = False
 
@@ -462,14 +474,14 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    recorded = storage.finish(
+    progress = storage.finish(
         trial.id, worker, state, value, reason, curves, intermediate, attempt=trial.attempts
     )
-    if recorded:
-        new = advance(storage, trial.study_id)
+    if progress is not None:
+        new = advance(storage, trial.study_id, progress)
         if new and on_new_trials is not None:
             on_new_trials(new)
-    return TrialReport(trial.id, trial.number, state, value, reason, seconds, recorded)
+    return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
 
 
 def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
@@ -487,7 +499,7 @@ def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
 # Advancing a study
 
 
-def advance(storage: Storage, study_id: int) -> list[int]:
+def advance(storage: Storage, study_id: int, progress: StudyProgress | None = None) -> list[int]:
     """Move the study on if its current stage allows it; safe to call from any process, any time.
 
     - Too many failed trials: the study fails with that reason.
@@ -497,25 +509,33 @@ def advance(storage: Storage, study_id: int) -> list[int]:
       the test split and the study completes. A compare-and-set on the study's current stage
       makes exactly one caller do it.
 
+    Finished trials are written to the study's Optuna view before any of that, and in between at
+    most every ``MIRROR_INTERVAL`` seconds per process (see :func:`mirror_optuna_view`).
+
+    Args:
+        storage: The database.
+        study_id: The study.
+        progress: The study's progress if the caller just read it (``Storage.finish`` returns it);
+            read from storage otherwise.
+
     Returns:
         Ids of the PENDING trials this call created (to be dispatched by a remote executor).
     """
-    study = storage.get_study_by_id(study_id)
-    if study.state != "RUNNING":
-        return []
+    progress = progress or storage.progress(study_id)
+    study, created, unfinished = progress.study, progress.created, progress.unfinished
     spec = study_spec(study)
     stage = study.current_stage
-    counts = storage.counts(study_id)
-    failed = counts.get("FAIL", 0)
-    if failed > spec.limits.max_failed_trials:
-        storage.fail_study(
-            study_id,
-            f"{failed} failed trials, more than limits.max_failed_trials={spec.limits.max_failed_trials}",
-        )
+    too_many_failed = progress.failed > spec.limits.max_failed_trials
+    stage_done = created >= _stage_trials(spec, stage) and not unfinished
+    # The Optuna view is complete before a stage moves on or the study ends.
+    mirror_optuna_view(storage, study_id, force=stage_done or too_many_failed or study.state != "RUNNING")
+    if study.state != "RUNNING":
         return []
-    stage_counts = storage.counts(study_id, stage=stage)
-    created = sum(stage_counts.values())
-    unfinished = stage_counts.get("PENDING", 0) + stage_counts.get("RUNNING", 0)
+    if too_many_failed:
+        limit = spec.limits.max_failed_trials
+        reason = f"{progress.failed} failed trials, more than limits.max_failed_trials={limit}"
+        storage.fail_study(study_id, reason)
+        return []
     n_stage = _stage_trials(spec, stage)
     if created < n_stage:
         # Sequential sampler: propose more trials as earlier ones finish.
@@ -539,6 +559,21 @@ def advance(storage: Storage, study_id: int) -> list[int]:
     if storage.advance(study_id, stage, None):
         _evaluate_on_test(storage, spec, study_id)
     return []
+
+
+def mirror_optuna_view(storage: Storage, study_id: int, *, force: bool = False) -> None:
+    """Write the study's finished, unmirrored trials to its Optuna study if due: when ``force``d,
+    or when this process last did so more than ``MIRROR_INTERVAL`` seconds ago. A failure is
+    logged, not raised: the results are stored, and a later call (or ``Storage.sync``) writes them.
+    """
+    key, now = (storage.url, study_id), time.monotonic()
+    if not force and now - _last_mirror.get(key, -math.inf) < MIRROR_INTERVAL:
+        return
+    _last_mirror[key] = now
+    try:
+        storage.mirror(study_id)
+    except Exception as exc:  # the results are stored; the next mirror or sync() writes them
+        log.warning("Optuna view of study %s not updated (the next mirror retries): %s", study_id, exc)
 
 
 def _pending_ids(storage: Storage, study_id: int, stage: int, numbers: Sequence[int]) -> list[int]:
@@ -640,11 +675,14 @@ def execute_trial(
     Returns:
         ``"skipped"`` or the trial's final state.
     """
-    trial = storage.claim(trial_id, worker, lease)
-    if trial is None:
+    claimed = storage.claim_with_study(trial_id, worker, lease)
+    if claimed is None:
         return "skipped"
+    trial, study = claimed
     new_trials = None if executor is None else (lambda ids: dispatch_trials(storage, executor, ids))
-    report = run_trial(storage, trial, worker, lease=lease, on_new_trials=new_trials)
+    report = run_trial(
+        storage, trial, worker, lease=lease, data_cache=_DATA_CACHE, on_new_trials=new_trials, study=study
+    )
     return report.state if report.recorded else "skipped"
 
 
@@ -657,7 +695,9 @@ def reap(
     sharing the database are left alone).
 
     - RUNNING trials whose lease expired (a worker died) go back to PENDING, or FAIL at their
-      study's attempt cap; the study is advanced if that finished its stage.
+      study's attempt cap.
+    - Each study is advanced (:func:`advance`): its stage moves on if it is done, whoever
+      should have moved it.
     - PENDING trials of running studies whose message is not in the queue (a broker restarted
       without persistence, a send that failed) are sent again, and so is any trial enqueued more
       than ``requeue_after`` seconds ago (the only rule when the broker cannot be inspected).
@@ -671,15 +711,18 @@ def reap(
     Returns:
         Ids of the trials sent.
     """
-    mine = {s.id for s in storage.list_studies() if s.state == "RUNNING" and s.queue == executor.queue}
-    for study_id in mine:
-        cap = study_spec(storage.get_study_by_id(study_id)).limits.max_attempts
+    mine = {s.id: s for s in storage.list_studies() if s.state == "RUNNING" and s.queue == executor.queue}
+    for study_id, study in mine.items():
+        cap = study_spec(study).limits.max_attempts
         moved = set(storage.requeue_expired(max_attempts=cap, study_id=study_id))
+        requeued: list[int] = []
         if moved:
             # Re-send these now: the dead worker's message may still sit among Redis's unacked
             # messages until the visibility timeout, so "is it queued?" would wrongly say yes.
             requeued = [t.id for t in storage.trials(study_id, states=("PENDING",)) if t.id in moved]
-            dispatch_trials(storage, executor, requeued + advance(storage, study_id))
+        # Every study is advanced: a stage whose last trial's worker died between recording it
+        # and advancing moves on here (and finished trials reach the Optuna view).
+        dispatch_trials(storage, executor, requeued + advance(storage, study_id))
     queued = executor.queued_trial_ids()
     # A backstop for liveness: a trial PENDING for longer than requeue_after is sent again even
     # if the broker says its message exists (it may sit with a consumer that will never ack it).

@@ -27,7 +27,10 @@ from ._errors import StorageError
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "FINISH_LOCK_CLASS",
     "LOCK_CLASS",
+    "advisory_lock",
+    "advisory_lock_expr",
     "create_engine",
     "dispose_engine",
     "dispose_engines",
@@ -42,6 +45,8 @@ BUSY_TIMEOUT_S = 30.0
 """How long a SQLite connection waits for the write lock before "database is locked"."""
 
 LOCK_CLASS = 0x68706F31
+FINISH_LOCK_CLASS = LOCK_CLASS + 1
+"""Serialises the finishes of one study's trials (see ``Storage.finish``)."""
 """First key of hpo's PostgreSQL advisory locks (``'hpo1'``); the second key names the object."""
 
 _BEGIN_OPTION = "hpo_sqlite_begin"
@@ -213,6 +218,31 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def advisory_lock(conn: Connection, key: int, lock_class: int = LOCK_CLASS) -> None:
+    """Serialise a write transaction with every other holder of the same lock, until it ends.
+
+    PostgreSQL: the transaction-level advisory lock that :func:`exclusive` also takes. SQLite:
+    nothing to do, its ``BEGIN IMMEDIATE`` transactions already run one at a time.
+
+    Args:
+        conn: A connection inside a write transaction.
+        key: Object key, e.g. a study id.
+        lock_class: The kind of lock (:data:`LOCK_CLASS` is :func:`exclusive`'s).
+    """
+    if conn.dialect.name != "sqlite":
+        conn.execute(sa.select(advisory_lock_expr(key, lock_class)))
+
+
+def advisory_lock_expr(key: Any, lock_class: int = LOCK_CLASS) -> sa.ColumnElement[Any]:
+    """PostgreSQL's ``pg_advisory_xact_lock(lock_class, key)``, to use inside a statement.
+
+    Args:
+        key: An integer or an integer column (the lock is taken for each row's value).
+        lock_class: The kind of lock.
+    """
+    return sa.func.pg_advisory_xact_lock(sa.cast(lock_class, sa.Integer), sa.cast(key, sa.Integer))
+
+
 @contextlib.contextmanager
 def exclusive(engine: Engine, name: str, key: int) -> Iterator[Connection | None]:
     """Hold a lock shared by every process using the database, for work done on other connections.
@@ -238,9 +268,5 @@ def exclusive(engine: Engine, name: str, key: int) -> Iterator[Connection | None
             yield None
         return
     with engine.begin() as conn:
-        conn.execute(
-            sa.select(
-                sa.func.pg_advisory_xact_lock(sa.cast(LOCK_CLASS, sa.Integer), sa.cast(key, sa.Integer))
-            )
-        )
+        advisory_lock(conn, key)
         yield conn

@@ -6,10 +6,10 @@ its last intermediate value) with its params, distributions, per-epoch intermedi
 ``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed``. Optuna numbers its trials
 in the order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
 
-Writes go through ``RDBStorage.create_new_trial(study_id, template_trial=...)``, one
-``RDBStorage`` per URL per process. The idempotence bookkeeping (the lock, the look-up by
-``hpo_trial_id`` before inserting, ``hpo_trials.optuna_trial_id``) is done by
-:class:`~hpo.storage.Storage`; this module only reads Optuna's tables by their (stable) names.
+Studies are created and deleted through one ``RDBStorage`` per URL per process. Trials are
+inserted in batches on the caller's connection, through Optuna's own table definitions, so that
+they commit together with hpo's record of them (``hpo_trials.optuna_trial_id``); the lock and the
+bookkeeping are :class:`~hpo.storage.Storage`'s.
 
 Optuna is imported on first use only.
 """
@@ -22,7 +22,7 @@ import logging
 import math
 import os
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -50,13 +50,13 @@ __all__ = [
     "encode_space",
     "find_optuna_study",
     "frozen_trial",
+    "insert_intermediate",
+    "insert_trials",
     "mirrored_trials",
     "optuna_storage",
     "optuna_study_owner",
     "stage_distributions",
     "upgrade_optuna_schema",
-    "write_intermediate_values",
-    "write_trial",
 ]
 
 HPO_TRIAL_ATTR = "hpo_trial_id"
@@ -420,99 +420,103 @@ def frozen_trial(row: TrialRow, distributions: Mapping[str, BaseDistribution]) -
     return trial
 
 
-def write_trial(url: str, optuna_study_id: int, trial: FrozenTrial) -> int:
-    """Insert ``trial`` into the Optuna study, in one transaction; returns the new trial's id.
+def insert_trials(conn: Connection, optuna_study_id: int, trials: Sequence[FrozenTrial]) -> list[int]:
+    """Insert finished trials into an Optuna study on ``conn``; returns their new trial ids, in order.
 
     Optuna's ``create_new_trial(template_trial=...)`` writes each param, attribute and
-    intermediate value through its ORM with look-ups in between (~12 ms per trial here, more
-    than the rest of a trial's bookkeeping together). This writes the same rows with one insert
-    per table, through Optuna's own table definitions and stored representations. The trial number
-    is the count of the study's trials, as Optuna numbers them; callers hold the per-study mirror
-    lock, so two writers never take the same number.
+    intermediate value through its ORM with look-ups in between (~12 ms per trial here). This
+    writes the same rows, through Optuna's own table definitions and stored representations, with
+    one statement per table for the whole batch, inside the caller's transaction. Trials are
+    numbered after the study's existing ones, as Optuna numbers them: the caller holds the
+    per-study lock, so two writers never take the same numbers.
 
     Raises:
-        StorageError: the study is gone or the database refused the rows.
+        StorageError: The Optuna study does not exist (it was deleted).
     """
     from optuna.distributions import distribution_to_json
     from optuna.storages._rdb import models as m
 
-    storage = optuna_storage(url)
-    trials = m.TrialModel.__table__
-    try:
-        with storage.engine.begin() as conn:
-            number = conn.execute(
-                sa.select(sa.func.count()).select_from(trials).where(trials.c.study_id == optuna_study_id)
-            ).scalar_one()
-            trial_id = conn.execute(
-                sa.insert(trials).values(
-                    number=number,
-                    study_id=optuna_study_id,
-                    state=trial.state,
-                    datetime_start=trial.datetime_start,
-                    datetime_complete=trial.datetime_complete,
-                )
-            ).inserted_primary_key[0]
-            params = [
-                {
-                    "trial_id": trial_id,
-                    "param_name": name,
-                    "param_value": trial.distributions[name].to_internal_repr(value),
-                    "distribution_json": distribution_to_json(trial.distributions[name]),
-                }
-                for name, value in trial.params.items()
-            ]
-            if params:
-                conn.execute(sa.insert(m.TrialParamModel.__table__), params)
-            if trial.values is not None:
-                values = []
-                for objective, value in enumerate(trial.values):
-                    stored, kind = m.TrialValueModel.value_to_stored_repr(float(value))
-                    values.append(
-                        {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
-                    )
-                conn.execute(sa.insert(m.TrialValueModel.__table__), values)
-            for model, attrs in (
-                (m.TrialUserAttributeModel, trial.user_attrs),
-                (m.TrialSystemAttributeModel, trial.system_attrs),
-            ):
-                rows = [
-                    {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
-                ]
-                if rows:
-                    conn.execute(sa.insert(model.__table__), rows)
-            if trial.intermediate_values:
-                _insert_intermediate(conn, int(trial_id), trial.intermediate_values)
-    except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot write trial to Optuna study {optuna_study_id}: {exc}") from exc
-    return int(trial_id)
+    if not trials:
+        return []
+    studies, table = m.StudyModel.__table__, m.TrialModel.__table__
+    count = sa.select(sa.func.count()).select_from(table).where(table.c.study_id == optuna_study_id)
+    number = conn.execute(
+        sa.select(count.scalar_subquery()).where(studies.c.study_id == optuna_study_id)
+    ).scalar_one_or_none()
+    if number is None:
+        raise StorageError(f"Optuna study {optuna_study_id} does not exist (sync() re-creates it)")
+    inserted = conn.execute(
+        sa.insert(table).returning(table.c.trial_id, sort_by_parameter_order=True),
+        [
+            {
+                "number": number + i,
+                "study_id": optuna_study_id,
+                "state": t.state,
+                "datetime_start": t.datetime_start,
+                "datetime_complete": t.datetime_complete,
+            }
+            for i, t in enumerate(trials)
+        ],
+    )
+    ids = [int(trial_id) for (trial_id,) in inserted]
+    rows: dict[Any, list[dict[str, Any]]] = {}
+    for trial_id, t in zip(ids, trials, strict=True):
+        rows.setdefault(m.TrialParamModel, []).extend(
+            {
+                "trial_id": trial_id,
+                "param_name": name,
+                "param_value": t.distributions[name].to_internal_repr(value),
+                "distribution_json": distribution_to_json(t.distributions[name]),
+            }
+            for name, value in t.params.items()
+        )
+        for objective, value in enumerate(t.values or ()):
+            stored, kind = m.TrialValueModel.value_to_stored_repr(float(value))
+            rows.setdefault(m.TrialValueModel, []).append(
+                {"trial_id": trial_id, "objective": objective, "value": stored, "value_type": kind}
+            )
+        for model, attrs in (
+            (m.TrialUserAttributeModel, t.user_attrs),
+            (m.TrialSystemAttributeModel, t.system_attrs),
+        ):
+            rows.setdefault(model, []).extend(
+                {"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()
+            )
+        rows.setdefault(m.TrialIntermediateValueModel, []).extend(
+            _intermediate_rows(trial_id, t.intermediate_values)
+        )
+    for model, values in rows.items():
+        if values:
+            conn.execute(sa.insert(model.__table__), values)
+    return ids
 
 
-def write_intermediate_values(url: str, optuna_trial_id: int, values: Mapping[int, float]) -> int:
-    """Add the steps of ``values`` that the Optuna trial does not have yet, in one transaction
-    (repairs a trial mirrored before a crash).
+def insert_intermediate(conn: Connection, optuna_trial_id: int, values: Mapping[int, float]) -> int:
+    """Add the steps of ``values`` that the Optuna trial does not have yet (repairs a trial
+    written before a crash, maybe without its intermediate values).
 
     Returns:
         How many steps were written.
     """
-    if not values:
-        return 0
-    with optuna_storage(url).engine.begin() as conn:
-        return _insert_intermediate(conn, optuna_trial_id, values)
-
-
-def _insert_intermediate(conn: Connection, optuna_trial_id: int, values: Mapping[int, float]) -> int:
     from optuna.storages._rdb import models
 
-    model = models.TrialIntermediateValueModel
-    table = model.__table__
+    table = models.TrialIntermediateValueModel.__table__
     have = {
         int(step)
         for (step,) in conn.execute(sa.select(table.c.step).where(table.c.trial_id == optuna_trial_id))
     }
+    rows = _intermediate_rows(optuna_trial_id, {k: v for k, v in values.items() if int(k) not in have})
+    if rows:
+        conn.execute(sa.insert(table), rows)
+    return len(rows)
+
+
+def _intermediate_rows(optuna_trial_id: int, values: Mapping[int, float]) -> list[dict[str, Any]]:
+    from optuna.storages._rdb import models
+
+    model = models.TrialIntermediateValueModel
     rows = []
     for step, value in sorted(values.items()):
-        if int(step) in have:
-            continue
         stored, kind = model.intermediate_value_to_stored_repr(float(value))
         rows.append(
             {
@@ -522,6 +526,4 @@ def _insert_intermediate(conn: Connection, optuna_trial_id: int, values: Mapping
                 "intermediate_value_type": kind,
             }
         )
-    if rows:
-        conn.execute(sa.insert(table), rows)
-    return len(rows)
+    return rows

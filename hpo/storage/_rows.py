@@ -16,7 +16,7 @@ from typing import Any
 
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 
-__all__ = ["StageDraft", "StageRow", "StudyRow", "TrialRow", "dumps", "loads"]
+__all__ = ["StageDraft", "StageRow", "StudyProgress", "StudyRow", "TrialRow", "dumps", "loads"]
 
 
 def _default(value: Any) -> Any:
@@ -163,6 +163,24 @@ class TrialRow:
     def finished(self) -> bool:
         """Whether the trial is in a final state (``COMPLETE``, ``FAIL``, ``PRUNED``)."""
         return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class StudyProgress:
+    """A study and the counts of its trials that decide how it moves on, read together.
+
+    Attributes:
+        study: The study row.
+        failed: ``FAIL`` trials of the whole study.
+        created: Trials of the current stage created so far (a sequential sampler creates them
+            as earlier ones finish).
+        unfinished: Trials of the current stage still ``PENDING`` or ``RUNNING``.
+    """
+
+    study: StudyRow
+    failed: int
+    created: int
+    unfinished: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,9 +20,10 @@ attempt, their workers' heartbeats answer ``False`` and their late ``finish`` ch
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -30,15 +31,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from . import _optuna_mirror as mirror
-from ._engine import _check_url, create_engine, dispose_engine, exclusive, read_engine, redact
+from ._engine import (
+    FINISH_LOCK_CLASS,
+    _check_url,
+    advisory_lock,
+    advisory_lock_expr,
+    create_engine,
+    dispose_engine,
+    exclusive,
+    read_engine,
+    redact,
+)
 from ._engine import dispose_engines as _dispose_hpo_engines
 from ._errors import StorageError, StudyExistsError, StudyNotFoundError
-from ._migrate import current_revision, head_revision
+from ._migrate import HEAD_REVISION, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
 from ._rows import (
     StageDraft,
     StageRow,
+    StudyProgress,
     StudyRow,
     TrialRow,
     dumps,
@@ -60,6 +72,7 @@ _T = cast(sa.Table, Trial.__table__)
 
 _UNFINISHED = (TrialState.PENDING.value, TrialState.RUNNING.value)
 _FINISHED = tuple(s.value for s in FINISHED_STATES)
+_UNFINISHED = (TrialState.PENDING.value, TrialState.RUNNING.value)
 
 
 class _RollbackError(Exception):
@@ -76,7 +89,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _study(m: RowMapping) -> StudyRow:
+def _study(m: Mapping[str, Any]) -> StudyRow:
     return StudyRow(
         id=m["id"],
         name=m["name"],
@@ -158,6 +171,22 @@ def _check_direction(direction: str) -> None:
         raise ValueError(f"direction must be 'minimize' or 'maximize', not {direction!r}")
 
 
+@functools.cache
+def _progress_query() -> sa.Select[Any]:
+    """:meth:`Storage.progress`'s statement, built once (``:study_id`` bound at execution)."""
+
+    def count(*where: Any) -> Any:
+        return sa.select(sa.func.count()).where(_T.c.study_id == _S.c.id, *where).scalar_subquery()
+
+    in_stage = _T.c.stage == _S.c.current_stage
+    return sa.select(
+        _S,
+        count(_T.c.state == TrialState.FAIL.value).label("n_failed"),
+        count(in_stage).label("n_created"),
+        count(in_stage, _T.c.state.in_(_UNFINISHED)).label("n_unfinished"),
+    ).where(_S.c.id == sa.bindparam("study_id"))
+
+
 class Storage:
     """hpo's tables in one database: studies, their stages, and the trial state machine.
 
@@ -229,7 +258,7 @@ class Storage:
             StorageError: hpo's tables are missing or not at the newest revision, or Optuna's tables
                 are missing.
         """
-        head = head_revision()
+        head = HEAD_REVISION
         with self._errors():
             revision = current_revision(self.url)
             has_optuna = sa.inspect(self.engine).has_table("studies")
@@ -487,6 +516,25 @@ class Storage:
                 out[TrialState(state)] = int(n)
         return out
 
+    def progress(self, study_id: int) -> StudyProgress:
+        """The study with the counts :func:`hpo.advance` decides on, in one statement.
+
+        The stage counts are index ranges of the current stage, so the cost does not grow with the
+        stages before it.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        with self._read() as conn:
+            return self._progress(conn, study_id)
+
+    @staticmethod
+    def _progress(conn: Connection, study_id: int) -> StudyProgress:
+        m = conn.execute(_progress_query(), {"study_id": study_id}).mappings().first()
+        if m is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        return StudyProgress(_study(m), int(m["n_failed"]), int(m["n_created"]), int(m["n_unfinished"]))
+
     def intermediate_values(self, study_id: int, stage: int | None = None) -> dict[int, dict[int, float]]:
         """Per-epoch objective values reported so far (by heartbeats or finish), by trial number.
 
@@ -516,21 +564,20 @@ class Storage:
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
         }
 
-    def _claimed(self, conn: Connection, m: RowMapping | None) -> TrialRow | None:
-        """Keep a claim only if its study is still running (PostgreSQL: checked under a share lock).
+    def _running(self, study_id: Any) -> Any:
+        """``EXISTS``: the study is ``RUNNING``; on PostgreSQL its row is share-locked until commit.
 
-        A concurrent cancel either waits for this claim (and then requeues the trial) or made it
-        wait and is seen here; SQLite's ``BEGIN IMMEDIATE`` already serialises both.
+        With the lock, a concurrent cancel either waits for the claim that holds it (and then
+        requeues the claimed trial) or made the claim wait, which then sees the study cancelled and
+        claims nothing. SQLite's ``BEGIN IMMEDIATE`` already serialises both.
         """
-        if m is None:
-            return None
-        if conn.dialect.name != "sqlite":
-            state = conn.execute(
-                sa.select(_S.c.state).where(_S.c.id == m["study_id"]).with_for_update(read=True)
-            ).scalar_one()
-            if state != StudyState.RUNNING.value:
-                raise _RollbackError
-        return _trial(m)
+        locked = _S.alias("locked_study")  # never correlated with an hpo_studies of the outer statement
+        running = sa.select(locked.c.id).where(
+            locked.c.id == study_id, locked.c.state == StudyState.RUNNING.value
+        )
+        if not self.is_sqlite:
+            running = running.with_for_update(read=True)
+        return running.exists()
 
     def claim_next(self, study_id: int | None, worker: str, lease_seconds: float) -> TrialRow | None:
         """Claim the oldest ``PENDING`` trial of a running study (of ``study_id``, or of any study).
@@ -558,15 +605,17 @@ class Storage:
             sub = sub.with_for_update(skip_locked=True, of=pick)
         stmt = (
             sa.update(_T)
-            .where(_T.c.id == sub.scalar_subquery(), _T.c.state == TrialState.PENDING.value)
+            .where(
+                _T.c.id == sub.scalar_subquery(),
+                _T.c.state == TrialState.PENDING.value,
+                self._running(_T.c.study_id),
+            )
             .values(**values)
             .returning(*_T.c)
         )
-        try:
-            with self._write() as conn:
-                return self._claimed(conn, conn.execute(stmt).mappings().first())
-        except _RollbackError:
-            return None
+        with self._write() as conn:
+            m = conn.execute(stmt).mappings().first()
+        return None if m is None else _trial(m)
 
     def claim(self, trial_id: int, worker: str, lease_seconds: float) -> TrialRow | None:
         """Claim one trial if it is ``PENDING`` and its study is running (Celery tasks name the trial).
@@ -574,19 +623,40 @@ class Storage:
         Returns:
             The claimed trial, or ``None`` (already claimed, finished, or the study is not running).
         """
+        claimed = self.claim_with_study(trial_id, worker, lease_seconds)
+        return None if claimed is None else claimed[0]
+
+    def claim_with_study(
+        self, trial_id: int, worker: str, lease_seconds: float
+    ) -> tuple[TrialRow, StudyRow] | None:
+        """:meth:`claim`, returning the trial's study too, read by the same statement.
+
+        Returns:
+            ``(trial, study)``, or ``None`` as :meth:`claim`.
+        """
         values = self._claim_values(worker, lease_seconds)
-        running = sa.exists().where(_S.c.id == _T.c.study_id, _S.c.state == StudyState.RUNNING.value)
-        stmt = (
+        claim = (
             sa.update(_T)
-            .where(_T.c.id == trial_id, _T.c.state == TrialState.PENDING.value, running)
+            .where(_T.c.id == trial_id, _T.c.state == TrialState.PENDING.value, self._running(_T.c.study_id))
             .values(**values)
-            .returning(*_T.c)
         )
-        try:
-            with self._write() as conn:
-                return self._claimed(conn, conn.execute(stmt).mappings().first())
-        except _RollbackError:
+        with self._write() as conn:
+            if self.is_sqlite:  # RETURNING cannot name another table there: read it after
+                m = conn.execute(claim.returning(*_T.c)).mappings().first()
+                if m is None:
+                    return None
+                study = conn.execute(sa.select(_S).where(_S.c.id == m["study_id"])).mappings().one()
+                return _trial(m), _study(study)
+            # PostgreSQL: UPDATE ... FROM hpo_studies returns the study's columns too.
+            joined = claim.where(_S.c.id == _T.c.study_id)
+            m = (
+                conn.execute(joined.returning(*_T.c, *[c.label(f"study__{c.name}") for c in _S.c]))
+                .mappings()
+                .first()
+            )
+        if m is None:
             return None
+        return _trial(m), _study({c.name: m[f"study__{c.name}"] for c in _S.c})
 
     @staticmethod
     def _held(trial_id: int, worker: str, attempt: int | None) -> list[Any]:
@@ -645,12 +715,16 @@ class Storage:
         intermediate: Mapping[int, float] | None = None,
         *,
         attempt: int | None = None,
-    ) -> bool:
-        """Record the result of a running trial, once; then mirror it into Optuna.
+    ) -> StudyProgress | None:
+        """Record the result of a running trial, once, and read the study's progress.
 
         Only ``RUNNING`` -> final under the same claim: a second delivery of the same result, or a
-        late worker whose lease was taken over, changes nothing and gets ``False``. A failure to
-        write the Optuna mirror is logged, not raised (:meth:`sync` repairs it).
+        late worker whose lease was taken over, changes nothing and gets ``None``. The trial is
+        written to the Optuna study later, in a batch, by :meth:`mirror`.
+
+        The progress is read in the same transaction, after a lock that serialises the finishes
+        of the study's trials: of two trials finishing together, the later one sees both
+        finished, so the last trial of a stage always sees the stage done.
 
         Args:
             trial_id: The trial.
@@ -664,7 +738,8 @@ class Storage:
             attempt: The claim's ``attempts`` value (recommended, see :meth:`heartbeat`).
 
         Returns:
-            Whether this call recorded the result.
+            The study's progress once this result is recorded, or ``None`` if this call recorded
+            nothing.
         """
         final = TrialState(state)
         if final not in FINISHED_STATES:
@@ -687,20 +762,14 @@ class Storage:
         if intermediate is not None:
             values["intermediate"] = intermediate_to_json(intermediate)
         with self._write() as conn:
-            m = (
-                conn.execute(
-                    sa.update(_T)
-                    .where(*self._held(trial_id, worker, attempt))
-                    .values(**values)
-                    .returning(_T.c.study_id)
-                )
-                .mappings()
-                .first()
-            )
-        if m is None:
-            return False
-        self._mirror_quietly(m["study_id"], [trial_id])
-        return True
+            update = sa.update(_T).where(*self._held(trial_id, worker, attempt)).values(**values)
+            # PostgreSQL takes the lock in the same statement (RETURNING runs after the row's
+            # update); the progress read that follows starts its snapshot once it is held.
+            lock = [] if self.is_sqlite else [advisory_lock_expr(_T.c.study_id, FINISH_LOCK_CLASS)]
+            row = conn.execute(update.returning(_T.c.study_id, *lock)).first()
+            if row is None:
+                return None
+            return self._progress(conn, row.study_id)
 
     def _requeue(
         self,
@@ -785,10 +854,6 @@ class Storage:
                 max_attempts if worker_lost else None,
                 count_attempt=worker_lost,
             )
-        if failed:
-            row = self.trial(trial_id)
-            if row is not None:
-                self._mirror_quietly(row.study_id, failed)
         return bool(requeued or failed)
 
     def requeue_expired(
@@ -801,8 +866,8 @@ class Storage:
         """The reaper: ``RUNNING`` trials whose lease expired go back to ``PENDING``.
 
         A trial already claimed ``max_attempts`` times goes to ``FAIL`` instead, with reason
-        ``"worker lost N times (attempt cap)"``, and is mirrored into Optuna. A failed trial may
-        finish its stage: call :meth:`advance` for the studies concerned.
+        ``"worker lost N times (attempt cap)"``. A failed trial may finish its stage: call
+        :meth:`advance` for the studies concerned.
 
         Args:
             now: The time to compare leases with (default: now, UTC).
@@ -818,12 +883,6 @@ class Storage:
             where.append(_T.c.study_id == study_id)
         with self._write() as conn:
             requeued, failed = self._requeue(conn, where, now, max_attempts)
-            study_of = dict(conn.execute(sa.select(_T.c.id, _T.c.study_id).where(_T.c.id.in_(failed))).all())
-        by_study: dict[int, list[int]] = {}
-        for trial_id in failed:
-            by_study.setdefault(study_of[trial_id], []).append(trial_id)
-        for failed_study, ids in by_study.items():
-            self._mirror_quietly(failed_study, ids)
         return sorted(requeued + failed)
 
     def mark_enqueued(self, trial_ids: Iterable[int]) -> int:
@@ -1106,7 +1165,6 @@ class Storage:
         study = self.get_study(name)
         if study.state == StudyState.COMPLETE:
             raise StorageError(f"study {name!r} is complete; there is nothing to resume")
-        failed: list[int] = []
         with self._write() as conn:
             conn.execute(
                 sa.update(_S)
@@ -1116,9 +1174,7 @@ class Storage:
                 .values(state=StudyState.RUNNING.value, reason=None, updated_at=_now())
             )
             if requeue_running:
-                _, failed = self._requeue(conn, [_T.c.study_id == study.id], _now(), max_attempts)
-        if failed:
-            self._mirror_quietly(study.id, failed)
+                self._requeue(conn, [_T.c.study_id == study.id], _now(), max_attempts)
         return self.get_study(name)
 
     def delete_study(self, name: str) -> None:
@@ -1187,60 +1243,57 @@ class Storage:
             with self._write() as conn:
                 yield conn
 
-    def _mirror(self, study_id: int, trial_ids: Collection[int] | None = None) -> int:
-        """Write finished, unmirrored trials of a study into its Optuna study, once each.
+    def mirror(self, study_id: int, *, repair: bool = False) -> int:
+        """Write the study's finished, unmirrored trials into its Optuna study, in one transaction.
 
-        Under a per-study lock shared by all processes (so a concurrent :meth:`sync` and
-        :meth:`finish` never both write a trial), unmirrored trials are re-read, looked up by
-        ``user_attrs["hpo_trial_id"]`` in Optuna (a crash after Optuna's write is not repeated),
-        written, and their ``optuna_trial_id`` recorded.
+        The Optuna rows and hpo's record of them (``optuna_trial_id``) commit together, so a trial
+        is written once even if the process dies half-way. Concurrent callers are serialised per
+        study (a transaction-level advisory lock on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite),
+        which also keeps Optuna's trial numbers unique.
+
+        Args:
+            study_id: The study.
+            repair: Look every unmirrored trial up in Optuna by ``user_attrs["hpo_trial_id"]``
+                first, and link the ones found instead of writing them again (for databases where
+                a trial was written without being recorded; :meth:`sync` sets it).
 
         Returns:
             Number of Optuna trials written.
+
+        Raises:
+            StudyNotFoundError: No such study.
+            StorageError: The Optuna study is missing (:meth:`sync` re-creates it) or the database
+                refused the rows.
         """
         study = self._ensure_optuna_study(self.get_study_by_id(study_id))
         optuna_id = study.optuna_study_id
         assert optuna_id is not None
-        with self._errors(), exclusive(self.engine, "mirror", study_id) as locked:
-            query = sa.select(_T).where(
-                _T.c.study_id == study_id, _T.c.state.in_(_FINISHED), _T.c.optuna_trial_id.is_(None)
-            )
-            if trial_ids is not None:
-                query = query.where(_T.c.id.in_(list(trial_ids)))
-            with self._locked_tx(locked) as conn:
-                rows = [_trial(m) for m in conn.execute(query.order_by(_T.c.number)).mappings()]
-                if not rows:
-                    return 0
-                done = mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows])
-            stages = self.stages(study_id)
-            written = 0
+        query = sa.select(_T).where(
+            _T.c.study_id == study_id, _T.c.state.in_(_FINISHED), _T.c.optuna_trial_id.is_(None)
+        )
+        with self._errors(), self._write() as conn:
+            advisory_lock(conn, study_id)
+            rows = [_trial(m) for m in conn.execute(query.order_by(_T.c.number)).mappings()]
+            if not rows:
+                return 0
+            linked = mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
             for row in rows:
-                optuna_trial_id = done.get(row.id)
-                if optuna_trial_id is None:
-                    trial = mirror.frozen_trial(row, mirror.stage_distributions(stages, row.stage))
-                    optuna_trial_id = mirror.write_trial(self.url, optuna_id, trial)
-                    written += 1
-                elif row.intermediate:
+                if row.id in linked and row.intermediate:
                     # Written before a crash, maybe without its intermediate values: complete it.
-                    mirror.write_intermediate_values(self.url, optuna_trial_id, row.intermediate)
-                with self._locked_tx(locked) as conn:
-                    conn.execute(
-                        sa.update(_T)
-                        .where(_T.c.id == row.id, _T.c.optuna_trial_id.is_(None))
-                        .values(optuna_trial_id=optuna_trial_id)
-                    )
-            return written
-
-    def _mirror_quietly(self, study_id: int, trial_ids: Collection[int]) -> None:
-        try:
-            self._mirror(study_id, trial_ids)
-        except Exception as exc:  # the result is stored; sync() writes the mirror later
-            _log.warning(
-                "Optuna mirror of trials %s of study %s failed (sync() retries): %s",
-                list(trial_ids),
-                study_id,
-                exc,
+                    mirror.insert_intermediate(conn, linked[row.id], row.intermediate)
+            todo = [r for r in rows if r.id not in linked]
+            stage_rows = conn.execute(sa.select(_G).where(_G.c.study_id == study_id)).mappings()
+            stages = [_stage(m) for m in stage_rows]
+            frozen = [mirror.frozen_trial(r, mirror.stage_distributions(stages, r.stage)) for r in todo]
+            written = mirror.insert_trials(conn, optuna_id, frozen)
+            ids = {**linked, **{r.id: o for r, o in zip(todo, written, strict=True)}}
+            conn.execute(
+                sa.update(_T)
+                .where(_T.c.id == sa.bindparam("hpo_id"), _T.c.optuna_trial_id.is_(None))
+                .values(optuna_trial_id=sa.bindparam("optuna_id")),
+                [{"hpo_id": k, "optuna_id": v} for k, v in ids.items()],
             )
+            return len(written)
 
     def sync(self, study_id: int) -> int:
         """Mirror every finished trial of a study that is missing from its Optuna study.
@@ -1255,4 +1308,4 @@ class Storage:
             StorageError: A trial cannot be written to Optuna.
         """
         self._ensure_optuna_study(self.get_study_by_id(study_id), verify=True)
-        return self._mirror(study_id)
+        return self.mirror(study_id, repair=True)

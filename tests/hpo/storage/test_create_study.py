@@ -134,6 +134,7 @@ def test_optuna_study_left_by_an_interrupted_delete_is_replaced(storage: Storage
     study, _ = storage.create_study(name, "{}", "h", "maximize", draft(0, 2, 0))
     trial = storage.claim_next(study.id, "w", 60)
     assert trial is not None and storage.finish(trial.id, "w", "COMPLETE", 0.5)
+    assert storage.mirror(study.id) == 1
     with storage.engine.begin() as conn:  # delete_study stopped after our rows were deleted
         conn.execute(sa.delete(Study).where(Study.id == study.id))
     assert len(optuna.load_study(study_name=name, storage=storage.url).trials) == 1

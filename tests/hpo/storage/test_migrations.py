@@ -21,7 +21,7 @@ from hpo.storage import (
     head_revision,
     upgrade,
 )
-from hpo.storage._migrate import include_name, include_object, script_location
+from hpo.storage._migrate import HEAD_REVISION, include_name, include_object, script_location
 from hpo.storage._models import metadata
 
 from .conftest import draft
@@ -58,6 +58,7 @@ def _optuna_objective(trial: optuna.Trial) -> float:
 def test_script_location_is_the_top_level_migrations_dir() -> None:
     assert script_location().resolve() == (REPO / "migrations").resolve()
     assert head_revision() == HEAD  # the newest file in migrations/versions
+    assert HEAD_REVISION == HEAD  # what check_schema expects, without importing Alembic
 
 
 def test_upgrade_empty_database_to_head(fresh_url: str) -> None:

@@ -1,4 +1,5 @@
-"""I4: ``optuna.load_study(NAME, URL)`` agrees with our tables, and the mirror writes each trial once."""
+"""I4: ``optuna.load_study(NAME, URL)`` agrees with our tables once mirrored, and the mirror writes
+each trial once."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import threading
 from collections.abc import Callable
 
 import optuna
+import pytest
 import sqlalchemy as sa
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
@@ -65,6 +67,7 @@ def _run(storage: Storage, study: StudyRow, stage: int, worker: str = "w") -> No
             assert storage.finish(trial.id, worker, "PRUNED", reason="median rule", intermediate=steps)
         else:
             assert storage.finish(trial.id, worker, "COMPLETE", steps[2] + 0.5, intermediate=steps)
+    storage.mirror(study.id)
 
 
 def test_two_stages_with_narrowed_categorical(storage: Storage, make_study: MakeStudy) -> None:
@@ -98,6 +101,7 @@ def test_parameters_outside_their_space_and_int_params(storage: Storage, make_st
         )
     claimed = storage.claim(row.id, "w", 60)
     assert claimed is not None and storage.finish(row.id, "w", "COMPLETE", 0.5)
+    assert storage.mirror(study.id) == 1
     [ft] = optuna.load_study(study_name=study.name, storage=storage.url).trials
     assert ft.params == forced
     assert ft.distributions["lr"].high >= 0.0100000001  # type: ignore[attr-defined]
@@ -123,19 +127,24 @@ def test_crash_between_optuna_write_and_ours_is_not_duplicated(
     assert_optuna_view_agrees(storage, study)
 
 
-def test_mirror_failure_is_repaired_by_sync(
+def test_a_failed_mirror_writes_nothing_and_is_repaired_by_sync(
     storage: Storage, make_study: MakeStudy, monkeypatch: object
 ) -> None:
     from hpo.storage import _optuna_mirror
 
     study = make_study(3)
+    real = _optuna_mirror.insert_trials
 
-    def broken(*args: object, **kwargs: object) -> int:
-        raise StorageError("optuna is down")
+    def broken(conn: object, optuna_study_id: int, trials: list[object]) -> list[int]:
+        real(conn, optuna_study_id, trials)  # type: ignore[arg-type]
+        raise StorageError("the database went away half-way")
 
-    monkeypatch.setattr(_optuna_mirror, "write_trial", broken)  # type: ignore[attr-defined]
-    _run(storage, study, 0)  # results are stored even though the mirror fails
+    monkeypatch.setattr(_optuna_mirror, "insert_trials", broken)  # type: ignore[attr-defined]
+    with pytest.raises(StorageError):
+        _run(storage, study, 0)  # the results are stored; the mirror fails
+    assert [t.state for t in storage.trials(study.id)] == ["FAIL", "PRUNED", "COMPLETE"]
     assert all(t.optuna_trial_id is None for t in storage.trials(study.id))
+    assert optuna.load_study(study_name=study.name, storage=storage.url).trials == []  # rolled back
     monkeypatch.undo()  # type: ignore[attr-defined]
     assert storage.sync(study.id) == 3
     assert_optuna_view_agrees(storage, study)
@@ -149,7 +158,9 @@ def test_deleted_optuna_study_is_recreated_by_sync(storage: Storage, make_study:
     assert_optuna_view_agrees(storage, study)
 
 
-def test_sync_racing_finishes_writes_each_trial_once(storage: Storage, make_study: MakeStudy) -> None:
+def test_mirrors_and_syncs_racing_finishes_write_each_trial_once(
+    storage: Storage, make_study: MakeStudy
+) -> None:
     study = make_study(24)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -165,6 +176,7 @@ def test_sync_racing_finishes_writes_each_trial_once(storage: Storage, make_stud
         try:
             while (trial := storage.claim_next(study.id, name, 60)) is not None:
                 assert storage.finish(trial.id, name, "COMPLETE", float(trial.number), intermediate={1: 0.5})
+                storage.mirror(study.id)
         except BaseException as exc:
             errors.append(exc)
 
@@ -179,6 +191,7 @@ def test_sync_racing_finishes_writes_each_trial_once(storage: Storage, make_stud
         t.join()
     assert errors == []
     assert storage.counts(study.id)[TrialState.COMPLETE] == 24
+    storage.mirror(study.id)
     assert_optuna_view_agrees(storage, study)
 
 

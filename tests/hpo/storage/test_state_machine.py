@@ -186,7 +186,9 @@ def test_requeue_expired_with_attempt_cap(storage: Storage, make_study: MakeStud
         "worker lost 3 times (attempt cap)",
         None,
     )
-    assert failed.finished_at is not None and failed.optuna_trial_id is not None  # mirrored as FAIL
+    assert failed.finished_at is not None
+    assert storage.mirror(study.id) == 1
+    assert storage.trial(target.id).optuna_trial_id is not None  # type: ignore[union-attr]  # mirrored as FAIL
     assert storage.trial(live.id).state == TrialState.RUNNING  # type: ignore[union-attr]  # lease not expired
     assert storage.requeue_expired(now=datetime.now(UTC), study_id=study.id) == []
 
@@ -414,7 +416,7 @@ def test_release_of_a_lost_worker_counts_and_caps(storage: Storage, make_study: 
     failed = storage.trial(trial_id)
     assert failed is not None
     assert (failed.state, failed.reason) == (TrialState.FAIL, "worker lost 3 times (attempt cap)")
-    assert failed.optuna_trial_id is not None
+    assert storage.mirror(study.id) == 1 and storage.mirror(study.id) == 0
 
 
 def test_partial_stage_add_trials_and_advance(storage: Storage, make_study: MakeStudy) -> None:

@@ -1,0 +1,111 @@
+"""Advancing and reaping (hpo._orchestration): who moves a study on, and when its Optuna view is written."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hpo import _orchestration as orch
+from hpo._executor import Executor
+from hpo.spec import StudySpec
+from hpo.storage import Storage
+
+
+class RecordingExecutor(Executor):
+    """The queue's side of reap, recorded: what was sent, and a queue that holds nothing."""
+
+    def __init__(self) -> None:
+        self.sent: list[int] = []
+
+    @property
+    def queue(self) -> str:
+        return "hpo-test"
+
+    def check(self) -> None:
+        pass
+
+    def dispatch(self, trial_ids: Sequence[int]) -> None:
+        self.sent += trial_ids
+
+    def queued_trial_ids(self) -> set[int] | None:
+        return set(self.sent)  # everything sent is still queued: nothing looks lost
+
+    def worker_command(self, *, concurrency: int, queues: str | None, loglevel: str) -> list[str]:
+        return []
+
+
+def _spec(name: str) -> StudySpec:
+    return StudySpec.model_validate(
+        {
+            "name": name,
+            "seed": 1,
+            "dataset": {"kind": "digits", "subset": 200, "val_fraction": 0.25},
+            "model": {"hidden_sizes": [8]},
+            "training": {"optimizer": "sgd", "epochs": 1, "batch_size": 50},
+            "search": {
+                "stages": [{"trials": 4}, {"trials": 4}],
+                "parameters": {"lr": {"type": "float", "low": 1e-3, "high": 1.0, "log": True}},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def storage(tmp_path: Path) -> Storage:
+    storage = Storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    storage.upgrade()
+    return storage
+
+
+def _finish_without_advancing(storage: Storage, study_id: int) -> None:
+    """What a worker killed between recording its result and advancing leaves behind."""
+    for trial in storage.trials(study_id, states=("PENDING",)):
+        claimed = storage.claim(trial.id, "w", 60)
+        assert claimed is not None
+        assert storage.finish(trial.id, "w", "COMPLETE", 0.5 + trial.number / 100, attempt=1)
+
+
+def test_reap_moves_on_a_stage_whose_last_finisher_died(storage: Storage) -> None:
+    study, _ = orch.submit_study(storage, _spec("died"), queue="hpo-test")
+    _finish_without_advancing(storage, study.id)
+    assert storage.get_study_by_id(study.id).current_stage == 0
+    executor = RecordingExecutor()
+    orch.reap(storage, executor)
+    stage_1 = [t.id for t in storage.trials(study.id, stage=1)]
+    assert len(stage_1) == 4 and executor.sent == stage_1
+    # The stage's trials reached the Optuna view before it moved on.
+    assert len(optuna.load_study(study_name="died", storage=storage.url).trials) == 4
+    orch.reap(storage, executor)  # a second pass changes nothing
+    assert executor.sent == stage_1 and len(storage.trials(study.id)) == 8
+
+
+def test_reap_leaves_other_queues_alone(storage: Storage) -> None:
+    study, _ = orch.submit_study(storage, _spec("local"))  # a local run: no queue
+    _finish_without_advancing(storage, study.id)
+    orch.reap(storage, RecordingExecutor())
+    assert storage.get_study_by_id(study.id).current_stage == 0
+
+
+def test_optuna_view_is_batched_between_stage_ends(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(orch, "MIRROR_INTERVAL", 3600.0)
+    monkeypatch.setattr(orch, "_last_mirror", {})
+    study, _ = orch.submit_study(storage, _spec("batched"))
+    pending = storage.trials(study.id, states=("PENDING",))
+
+    def optuna_trials() -> int:
+        return len(optuna.load_study(study_name="batched", storage=storage.url).trials)
+
+    assert orch.execute_trial(storage, pending[0].id, "w") == "COMPLETE"
+    assert optuna_trials() == 1  # this process's first finish of the study is written at once
+    for trial in pending[1:3]:
+        orch.execute_trial(storage, trial.id, "w")
+    assert optuna_trials() == 1  # then in batches...
+    orch.execute_trial(storage, pending[3].id, "w")
+    assert optuna_trials() == 4  # ...and always when a stage ends, before it moves on
+    assert storage.get_study_by_id(study.id).current_stage == 1
+    monkeypatch.setattr(orch, "MIRROR_INTERVAL", 0.0)
+    orch.execute_trial(storage, storage.trials(study.id, states=("PENDING",))[0].id, "w")
+    assert optuna_trials() == 5  # with a zero interval, every finish is written
