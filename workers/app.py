@@ -117,7 +117,9 @@ def __getattr__(name: str) -> Any:
 
 
 @signals.worker_init.connect
-def _check_worker(sender: Any = None, **_: Any) -> None:
+def _prepare_worker(sender: Any = None, **_: Any) -> None:
+    import importlib
+
     from hpo._executor import check_database_shareable
 
     settings = settings_of(sender.app)
@@ -125,6 +127,9 @@ def _check_worker(sender: Any = None, **_: Any) -> None:
         check_database_shareable(settings.database_url)
     except Exception as exc:  # refuse to start, with hpo's one-line reason
         raise ImproperlyConfigured(str(exc)) from None
+    # The pool processes are forked from this one after this signal: import the code a trial
+    # runs here, once, rather than in every pool process's first trial.
+    importlib.import_module("hpo._orchestration")
 
 
 @signals.worker_process_init.connect

@@ -14,6 +14,11 @@ from ._console import err_console, out_console
 
 __all__ = ["cancel", "delete", "resume", "schema", "submit", "validate"]
 
+POLL_SECONDS = 0.05
+"""How often ``--wait``/``--watch`` read a remote study's state."""
+DISPLAY_SECONDS = 0.25
+"""How often they redraw its progress."""
+
 WorkersOption = Annotated[
     int | None,
     typer.Option(
@@ -125,6 +130,7 @@ def _submit_remote(
 
 def _watch(storage: object, name: str, executor: object, progress: bool) -> None:
     """Follow a remotely running study until it ends, reaping now and then."""
+    import math
     import time
 
     from hpo import get_settings
@@ -137,10 +143,14 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
     assert isinstance(storage, Storage)
     settings = get_settings()
     start = last_reap = time.perf_counter()
+    last_shown = -math.inf
     with LiveProgress(storage) as live:
         while True:
             study = storage.get_study(name)
-            if progress:
+            # The state is polled often (the command returns soon after the study ends), the
+            # display is redrawn less often.
+            if progress and (study.state != "RUNNING" or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
+                last_shown = time.perf_counter()
                 live(
                     Progress(
                         study,
@@ -155,7 +165,7 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
             if executor is not None and time.perf_counter() - last_reap > settings.reaper_interval:
                 reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
                 last_reap = time.perf_counter()
-            time.sleep(0.2)
+            time.sleep(POLL_SECONDS)
     _report_end(storage, study)
 
 

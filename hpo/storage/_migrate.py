@@ -24,6 +24,7 @@ from ._engine import LOCK_CLASS, create_engine, exclusive, redact
 from ._errors import StorageError
 
 __all__ = [
+    "HEAD_REVISION",
     "TABLE_PREFIX",
     "VERSION_TABLE",
     "alembic_config",
@@ -97,8 +98,13 @@ def alembic_config(url: str, connection: Connection | None = None) -> Any:
     return config
 
 
+HEAD_REVISION = "0003"
+"""The newest revision of hpo's migrations, as the code expects it (a test checks it is
+:func:`head_revision`)."""
+
+
 def head_revision() -> str:
-    """The newest revision of hpo's migrations."""
+    """The newest revision of hpo's migrations, read from the scripts by Alembic."""
     from alembic.script import ScriptDirectory
 
     head = ScriptDirectory(str(script_location())).get_current_head()
@@ -107,12 +113,22 @@ def head_revision() -> str:
 
 
 def current_revision(url: str) -> str | None:
-    """The revision of hpo's tables in the database at ``url`` (``None``: not created yet)."""
-    from alembic.migration import MigrationContext
+    """The revision of hpo's tables in the database at ``url`` (``None``: not created yet).
 
-    with create_engine(url).connect() as conn:
-        context = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
-        return context.get_current_revision()
+    Read with plain SQL from Alembic's version table: every command checks it, and importing
+    Alembic would add ~0.1 s to each.
+    """
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        if not sa.inspect(conn).has_table(VERSION_TABLE):
+            return None
+        table = sa.table(VERSION_TABLE, sa.column("version_num"))
+        revisions = conn.execute(sa.select(table.c.version_num)).scalars().all()
+    if len(revisions) > 1:
+        raise StorageError(
+            f"database {redact(url)} has several hpo revisions {revisions}: repair {VERSION_TABLE}"
+        )
+    return revisions[0] if revisions else None
 
 
 def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
