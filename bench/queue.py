@@ -10,8 +10,9 @@ Two benchmarks, both against the services of ``--broker`` (a dedicated Redis db)
    100 images, no hidden layer, one epoch of one batch: ~1 ms of training) is submitted from this
    process (``submit_study`` + ``dispatch_trials``, as ``hpo submit --broker`` does) to one
    already-running ``hpo worker -c 1``. Every trial takes the real path: a message per trial, the
-   worker claims it (``Storage.claim``), trains, records it (``Storage.finish`` with the Optuna
-   mirror) and advances the study (``advance``). The overhead per trial is the wall time divided by
+   worker claims it (``Storage.claim_with_study``), trains, records it (``Storage.finish``, which
+   reads the study's progress in the same transaction) and advances the study (``advance``, which
+   writes the Optuna view in batches). The overhead per trial is the wall time divided by
    the trials, minus the training time the trials' curves record. The trials' own timestamps
    split it up, and the same storage calls are then timed directly in this process (no Celery) to
    tell the database's share from Celery's.
@@ -149,7 +150,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 
 def _direct_calls(db: str, trials: int) -> dict[str, Any]:
-    """claim, finish (+ mirror) and advance of a cheap study, called in this process (no Celery)."""
+    """claim, finish (+ progress) and advance (+ batched mirror), called in this process (no Celery)."""
     from hpo._orchestration import advance, submit_study
     from hpo.spec import StudySpec
     from hpo.storage import Storage
@@ -165,12 +166,15 @@ def _direct_calls(db: str, trials: int) -> dict[str, Any]:
     try:
         for t in storage.trials(study.id, states=("PENDING",)):
             t0 = time.perf_counter()
-            row = storage.claim(t.id, "bench", 60.0)
+            claimed = storage.claim_with_study(t.id, "bench", 60.0)
             t1 = time.perf_counter()
-            assert row is not None
-            storage.finish(row.id, "bench", "COMPLETE", 0.5, None, curves, {1: 0.5}, attempt=row.attempts)
+            assert claimed is not None
+            row = claimed[0]
+            progress = storage.finish(
+                row.id, "bench", "COMPLETE", 0.5, None, curves, {1: 0.5}, attempt=row.attempts
+            )
             t2 = time.perf_counter()
-            advance(storage, study.id)
+            advance(storage, study.id, progress)
             t3 = time.perf_counter()
             times["claim"].append(t1 - t0)
             times["finish"].append(t2 - t1)
@@ -346,9 +350,9 @@ def main() -> None:
             "finish -> next claim (mean/med/p90)",
             "{mean_ms:.2f} / {median_ms:.2f} / {p90_ms:.2f} ms".format(**o["finish_to_next_claim"]),
         ),
-        ("direct Storage.claim (mean)", f"{d['claim']['mean_ms']:.2f} ms"),
-        ("direct Storage.finish + mirror (mean)", f"{d['finish']['mean_ms']:.2f} ms"),
-        ("direct advance (mean)", f"{d['advance']['mean_ms']:.2f} ms"),
+        ("direct Storage.claim_with_study (mean)", f"{d['claim']['mean_ms']:.2f} ms"),
+        ("direct Storage.finish + progress (mean)", f"{d['finish']['mean_ms']:.2f} ms"),
+        ("direct advance + batched mirror (mean)", f"{d['advance']['mean_ms']:.2f} ms"),
     ]
     for label, value in rows:
         print(f"  {label:<40} {value}")
