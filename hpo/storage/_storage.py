@@ -187,6 +187,85 @@ def _progress_query() -> sa.Select[Any]:
     ).where(_S.c.id == sa.bindparam("study_id"))
 
 
+@functools.cache
+def _claim_statement(postgresql: bool) -> Any:
+    """:meth:`Storage.claim_with_study`'s statement, built once.
+
+    Binds ``trial_id``, ``claim_worker``, ``claim_now`` and ``claim_until``. Building it per call
+    cost ~0.3 ms, a tenth of a trial's bookkeeping through the queue.
+    """
+    running = _running_study(_T.c.study_id, share_lock=postgresql)
+    claim = (
+        sa.update(_T)
+        .where(_T.c.id == sa.bindparam("trial_id"), _T.c.state == TrialState.PENDING.value, running)
+        .values(
+            state=TrialState.RUNNING.value,
+            attempts=_T.c.attempts + 1,
+            worker=sa.bindparam("claim_worker", type_=_T.c.worker.type),
+            started_at=sa.bindparam("claim_now", type_=_T.c.started_at.type),
+            lease_expires_at=sa.bindparam("claim_until", type_=_T.c.lease_expires_at.type),
+        )
+    )
+    if not postgresql:  # SQLite's RETURNING cannot name another table: the study is read after
+        return claim.returning(*_T.c)
+    # PostgreSQL: UPDATE ... FROM hpo_studies returns the study's columns too.
+    study = [c.label(f"study__{c.name}") for c in _S.c]
+    return claim.where(_S.c.id == _T.c.study_id).returning(*_T.c, *study)
+
+
+@functools.cache
+def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
+    """:meth:`Storage.finish`'s statement, built once.
+
+    Binds ``trial_id``, ``held_worker`` (and ``held_attempt``), ``final_state``, ``final_value``,
+    ``final_reason``, ``final_now``, ``final_curves`` and ``final_intermediate`` (``None`` keeps
+    what the last heartbeat stored). On PostgreSQL its ``RETURNING`` also takes the per-study
+    lock that serialises finishes (:data:`FINISH_LOCK_CLASS`): it runs after the row's update, and
+    the progress read that follows starts its snapshot once the lock is held.
+    """
+    held = [
+        _T.c.id == sa.bindparam("trial_id"),
+        _T.c.state == TrialState.RUNNING.value,
+        _T.c.worker == sa.bindparam("held_worker", type_=_T.c.worker.type),
+    ]
+    if with_attempt:
+        held.append(_T.c.attempts == sa.bindparam("held_attempt", type_=_T.c.attempts.type))
+    stmt = (
+        sa.update(_T)
+        .where(*held)
+        .values(
+            state=sa.bindparam("final_state", type_=_T.c.state.type),
+            value=sa.bindparam("final_value", type_=_T.c.value.type),
+            reason=sa.bindparam("final_reason", type_=_T.c.reason.type),
+            finished_at=sa.bindparam("final_now", type_=_T.c.finished_at.type),
+            lease_expires_at=None,
+            curves=sa.func.coalesce(sa.bindparam("final_curves", type_=_T.c.curves.type), _T.c.curves),
+            intermediate=sa.func.coalesce(
+                sa.bindparam("final_intermediate", type_=_T.c.intermediate.type), _T.c.intermediate
+            ),
+        )
+    )
+    lock = [advisory_lock_expr(_T.c.study_id, FINISH_LOCK_CLASS)] if postgresql else []
+    return stmt.returning(_T.c.study_id, *lock)
+
+
+def _running_study(study_id: Any, *, share_lock: bool) -> Any:
+    """``EXISTS``: the study is ``RUNNING``; with ``share_lock`` (PostgreSQL) its row is
+    share-locked until commit.
+
+    With the lock, a concurrent cancel either waits for the claim that holds it (and then
+    requeues the claimed trial) or made the claim wait, which then sees the study cancelled and
+    claims nothing. SQLite's ``BEGIN IMMEDIATE`` already serialises both.
+    """
+    locked = _S.alias("locked_study")  # never correlated with an hpo_studies of the outer statement
+    running = sa.select(locked.c.id).where(
+        locked.c.id == study_id, locked.c.state == StudyState.RUNNING.value
+    )
+    if share_lock:
+        running = running.with_for_update(read=True)
+    return running.exists()
+
+
 class Storage:
     """hpo's tables in one database: studies, their stages, and the trial state machine.
 
@@ -564,21 +643,6 @@ class Storage:
             "lease_expires_at": now + timedelta(seconds=lease_seconds),
         }
 
-    def _running(self, study_id: Any) -> Any:
-        """``EXISTS``: the study is ``RUNNING``; on PostgreSQL its row is share-locked until commit.
-
-        With the lock, a concurrent cancel either waits for the claim that holds it (and then
-        requeues the claimed trial) or made the claim wait, which then sees the study cancelled and
-        claims nothing. SQLite's ``BEGIN IMMEDIATE`` already serialises both.
-        """
-        locked = _S.alias("locked_study")  # never correlated with an hpo_studies of the outer statement
-        running = sa.select(locked.c.id).where(
-            locked.c.id == study_id, locked.c.state == StudyState.RUNNING.value
-        )
-        if not self.is_sqlite:
-            running = running.with_for_update(read=True)
-        return running.exists()
-
     def claim_next(self, study_id: int | None, worker: str, lease_seconds: float) -> TrialRow | None:
         """Claim the oldest ``PENDING`` trial of a running study (of ``study_id``, or of any study).
 
@@ -608,7 +672,7 @@ class Storage:
             .where(
                 _T.c.id == sub.scalar_subquery(),
                 _T.c.state == TrialState.PENDING.value,
-                self._running(_T.c.study_id),
+                _running_study(_T.c.study_id, share_lock=not self.is_sqlite),
             )
             .values(**values)
             .returning(*_T.c)
@@ -634,28 +698,23 @@ class Storage:
         Returns:
             ``(trial, study)``, or ``None`` as :meth:`claim`.
         """
-        values = self._claim_values(worker, lease_seconds)
-        claim = (
-            sa.update(_T)
-            .where(_T.c.id == trial_id, _T.c.state == TrialState.PENDING.value, self._running(_T.c.study_id))
-            .values(**values)
-        )
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be > 0")
+        now = _now()
+        params = {
+            "trial_id": trial_id,
+            "claim_worker": worker,
+            "claim_now": now,
+            "claim_until": now + timedelta(seconds=lease_seconds),
+        }
+        sqlite = self.is_sqlite
         with self._write() as conn:
-            if self.is_sqlite:  # RETURNING cannot name another table there: read it after
-                m = conn.execute(claim.returning(*_T.c)).mappings().first()
-                if m is None:
-                    return None
+            m = conn.execute(_claim_statement(not sqlite), params).mappings().first()
+            if m is None:
+                return None
+            if sqlite:
                 study = conn.execute(sa.select(_S).where(_S.c.id == m["study_id"])).mappings().one()
                 return _trial(m), _study(study)
-            # PostgreSQL: UPDATE ... FROM hpo_studies returns the study's columns too.
-            joined = claim.where(_S.c.id == _T.c.study_id)
-            m = (
-                conn.execute(joined.returning(*_T.c, *[c.label(f"study__{c.name}") for c in _S.c]))
-                .mappings()
-                .first()
-            )
-        if m is None:
-            return None
         return _trial(m), _study({c.name: m[f"study__{c.name}"] for c in _S.c})
 
     @staticmethod
@@ -750,23 +809,21 @@ class Storage:
             if not reason:
                 raise ValueError("a FAIL trial needs a reason")
             value = None
-        values: dict[str, Any] = {
-            "state": final.value,
-            "value": None if value is None else float(value),
-            "reason": reason,
-            "finished_at": _now(),
-            "lease_expires_at": None,
+        params = {
+            "trial_id": trial_id,
+            "held_worker": worker,
+            "final_state": final.value,
+            "final_value": None if value is None else float(value),
+            "final_reason": reason,
+            "final_now": _now(),
+            "final_curves": None if curves is None else dumps(curves),
+            "final_intermediate": intermediate_to_json(intermediate),
         }
-        if curves is not None:
-            values["curves"] = dumps(curves)
-        if intermediate is not None:
-            values["intermediate"] = intermediate_to_json(intermediate)
+        if attempt is not None:
+            params["held_attempt"] = attempt
         with self._write() as conn:
-            update = sa.update(_T).where(*self._held(trial_id, worker, attempt)).values(**values)
-            # PostgreSQL takes the lock in the same statement (RETURNING runs after the row's
-            # update); the progress read that follows starts its snapshot once it is held.
-            lock = [] if self.is_sqlite else [advisory_lock_expr(_T.c.study_id, FINISH_LOCK_CLASS)]
-            row = conn.execute(update.returning(_T.c.study_id, *lock)).first()
+            statement = _finish_statement(not self.is_sqlite, attempt is not None)
+            row = conn.execute(statement, params).first()
             if row is None:
                 return None
             return self._progress(conn, row.study_id)

@@ -109,3 +109,63 @@ def test_optuna_view_is_batched_between_stage_ends(storage: Storage, monkeypatch
     monkeypatch.setattr(orch, "MIRROR_INTERVAL", 0.0)
     orch.execute_trial(storage, storage.trials(study.id, states=("PENDING",))[0].id, "w")
     assert optuna_trials() == 5  # with a zero interval, every finish is written
+
+
+def _slow_spec(name: str) -> StudySpec:
+    """Trials of ~1 s: longer than the short leases the heartbeat tests use."""
+    spec = _spec(name).model_dump()
+    spec["dataset"]["subset"] = 1400
+    spec["model"]["hidden_sizes"] = [256, 256]
+    spec["training"] |= {"epochs": 150, "batch_size": 32}
+    spec["search"]["stages"] = [{"trials": 2}]
+    return StudySpec.model_validate(spec)
+
+
+def test_heartbeat_keeps_a_trial_longer_than_its_lease(storage: Storage) -> None:
+    import threading
+    import time
+
+    study, _ = orch.submit_study(storage, _slow_spec("long"))
+    trial = storage.claim(storage.trials(study.id)[0].id, "w", 0.3)
+    assert trial is not None
+    stolen: list[int] = []
+    stop = threading.Event()
+
+    def reaper() -> None:  # what another process's reaper does, all along the trial
+        while not stop.wait(0.05):
+            stolen.extend(storage.requeue_expired(study_id=study.id))
+
+    thread = threading.Thread(target=reaper)
+    thread.start()
+    start = time.monotonic()
+    try:
+        report = orch.run_trial(storage, trial, "w", lease=0.3)
+    finally:
+        stop.set()
+        thread.join()
+    assert time.monotonic() - start > 0.6  # two leases at least
+    assert stolen == [] and report.recorded and report.state == "COMPLETE"
+
+
+def test_heartbeat_tells_the_trial_its_study_was_cancelled(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    runs = []
+
+    def train_network(*args: object, **kwargs: object) -> object:
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+
+    real = orch.train_network
+    monkeypatch.setattr(orch, "train_network", train_network)
+    study, _ = orch.submit_study(storage, _slow_spec("cancelled"))
+    trial = storage.claim(storage.trials(study.id)[0].id, "w", 0.3)
+    assert trial is not None
+    threading.Timer(0.2, storage.cancel_study, args=("cancelled",)).start()
+    report = orch.run_trial(storage, trial, "w", lease=0.3)
+    assert not report.recorded
+    epochs = len(runs[0].result.history)  # type: ignore[attr-defined]
+    assert 1 <= epochs < 150  # stopped at the epoch after the beat that found the claim gone
+    assert storage.trial(trial.id).state == "PENDING"  # type: ignore[union-attr]  # cancel requeued it
