@@ -119,6 +119,33 @@ def test_book_case_pans_above_the_old_edge() -> None:
     assert WD.low <= _range(records["wd"].new)[0] and _range(records["wd"].new)[1] <= WD.high
 
 
+def test_top_trials_at_both_edges_keep_the_window() -> None:
+    # wd has no effect: the three best trials (lr near 1e-2) sit at both of wd's edges and between.
+    best = [
+        ({"lr": 9e-3, "wd": 1.2e-8}, 0.9),
+        ({"lr": 8e-3, "wd": 1e-6}, 0.89),
+        ({"lr": 7e-3, "wd": 9e-5}, 0.88),
+    ]
+    rest = [({"lr": 10 ** (-6 + i / 3), "wd": 10 ** (-7 + (i % 3))}, 0.1 + i / 100) for i in range(9)]
+    records = explain_narrowing(BOOK, best + rest, "maximize", initial_space=BOOK)
+    wd = records["wd"]
+    assert wd.new == WD and not wd.panned_low and not wd.panned_high  # kept, not widened both ways
+    assert records["lr"].panned_high and not records["lr"].panned_low  # one edge crowded: it pans
+
+
+def test_a_parameter_that_does_not_matter_never_widens_over_stages() -> None:
+    space = dict(BOOK)
+    for stage in range(6):
+        trials = []
+        for number in range(40):
+            params = sample_params(space, trial_rng(stage, number))
+            trials.append((params, math.log10(params["lr"])))  # wd plays no part
+        space = narrow_space(space, trials, "maximize", initial_space=BOOK)
+        low, high = _range(space["wd"])
+        # Never wider than the top trials' span plus one margin: here, about the stage-0 width.
+        assert math.log10(high) - math.log10(low) <= 4 * 1.05 + 1e-9
+
+
 def test_book_case_never_crosses_a_hard_bound() -> None:
     bounds = {"lr": (None, 1e-1)}
     space = dict(BOOK)
