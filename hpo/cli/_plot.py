@@ -26,6 +26,12 @@ def plot(
     top: Annotated[
         int, typer.Option("--top", "-k", help="How many best trials to draw.", min=1, max=100)
     ] = 20,
+    search: Annotated[
+        bool,
+        typer.Option(
+            "--search/--no-search", help="Also draw every sampled point per stage with the stage's ranges."
+        ),
+    ] = True,
     db: DbOption = None,
 ) -> None:
     """Draw the top trials' train (dashed) vs validation (solid) accuracy curves, as in the book's
@@ -46,8 +52,9 @@ def plot(
     best = best_trials(storage, study.id, spec, top)
     cols = 5
     rows = max(1, math.ceil(len(best) / cols))
-    fig = plt.figure(figsize=(3.2 * cols, 2.4 * rows + 5.5), layout="constrained")
-    grid = GridSpec(rows + 2, cols, figure=fig, height_ratios=[*([1.0] * rows), 0.15, 2.2])
+    extra = [0.15, 2.2] if search else []  # a spacer and the search panel
+    fig = plt.figure(figsize=(3.2 * cols, 2.4 * rows + (5.5 if search else 0.6)), layout="constrained")
+    grid = GridSpec(rows + len(extra), cols, figure=fig, height_ratios=[*([1.0] * rows), *extra])
     for i, trial in enumerate(best):
         ax = fig.add_subplot(grid[i // cols, i % cols])
         curves = [c for c in (trial.curves or []) if c.get("val_acc") is not None]
@@ -70,10 +77,10 @@ def plot(
             ax.legend(fontsize=7, loc="lower right")
 
     numeric = [n for n, p in spec.search.parameters.items() if p.type in ("float", "int")]
-    scatter_ax = fig.add_subplot(grid[rows + 1, :])
     trials = [t for t in storage.trials(study.id, states=("COMPLETE",)) if t.value is not None]
     stages = storage.stages(study.id)
-    if len(numeric) >= 1:
+    if search and len(numeric) >= 1:
+        scatter_ax = fig.add_subplot(grid[rows + 1, :])
         _draw_search(
             scatter_ax, spec, numeric, trials, [space_from_json(json.loads(s.space)) for s in stages]
         )

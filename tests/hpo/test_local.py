@@ -168,5 +168,11 @@ def test_query_commands(tmp_path: Path) -> None:
     plot = _hpo("plot", "s", "-o", str(png), "--db", db)
     assert plot.returncode == 0, plot.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    curves_only = tmp_path / "book.png"  # the book's figure alone, as bench/reproduce_book.py draws it
+    assert _hpo("plot", "s", "--no-search", "-k", "4", "-o", str(curves_only), "--db", db).returncode == 0
+    from PIL import Image
+
+    with Image.open(png) as full, Image.open(curves_only) as panels:
+        assert panels.height < full.height / 2  # one row of 4 panels, without the search panel
     assert _hpo("delete", "s", "--yes", "--db", db).returncode == 0
     assert _hpo("best", "s", "--db", db).returncode == 2
