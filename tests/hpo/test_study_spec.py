@@ -412,9 +412,33 @@ def test_json_schema_accepts_the_examples(path: Path) -> None:
         ("{trials: 4, epochs: 2}", "{trials: 4, epochs: 2, lerning_rate: 1}"),
         ("name: s1", "name: -s1"),
         ("{trials: 4, epochs: 2}", "{trials: 0}"),
+        ("  stages:\n    - {trials: 4, epochs: 2}\n", ""),  # neither stages nor trials
     ],
 )
 def test_json_schema_rejects_bad_studies(old: str, new: str) -> None:
     validator = _schema_validator()
     data, _ = load_yaml(BASE.replace(old, new))
     assert not validator.is_valid(data)
+
+
+@pytest.mark.parametrize(
+    ("sampler", "trials", "stages"),
+    [
+        ("narrowing", 100, [25, 25, 25, 25]),
+        ("narrowing", 10, [3, 3, 2, 2]),
+        ("narrowing", 2, [1, 1]),
+        ("random", 100, [100]),
+        ("tpe", 7, [7]),
+    ],
+)
+def test_search_trials_split_into_the_default_stages(sampler: str, trials: int, stages: list[int]) -> None:
+    text = BASE.replace(
+        "  stages:\n    - {trials: 4, epochs: 2}\n", f"  sampler: {sampler}\n  trials: {trials}\n"
+    )
+    data, _ = load_yaml(text)
+    assert _schema_validator().is_valid(data)
+    spec = StudySpec.model_validate(data)
+    assert [st.trials for st in spec.search.stages] == stages
+    assert all(st.epochs is None for st in spec.search.stages)  # training.epochs each
+    again = StudySpec.model_validate(json.loads(spec.canonical_json()))  # a dump has both; they agree
+    assert again == spec
