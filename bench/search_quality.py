@@ -52,10 +52,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-from hpo._blas import configure_blas  # noqa: E402  (stdlib only; before NumPy is imported)
-
-configure_blas(1)
-
 import yaml  # noqa: E402
 
 BOOK = ROOT / "examples" / "mnist-book-random.yaml"
@@ -409,6 +405,9 @@ def main() -> None:
     parser.add_argument("--figure", type=Path, default=None, help="PNG of best-so-far against trials")
     parser.add_argument("--windows-figure", type=Path, default=None, help="PNG of narrowing's windows")
     args = parser.parse_args()
+    from hpo._blas import configure_blas  # stdlib only: NumPy is not imported yet
+
+    configure_blas(1)  # the pool processes inherit it: one BLAS thread each, hpo's kernels
     if abs(sum(args.stages) - 1) > 1e-9:
         raise SystemExit("--stages must sum to 1")
     jobs: list[dict[str, Any]] = []

@@ -31,6 +31,17 @@ def sq() -> ModuleType:
     return _load("search_quality")
 
 
+def test_importing_the_scripts_changes_no_environment() -> None:
+    # BLAS settings leaked into this process's environment would reach the workers later tests
+    # start, and their results would stop matching reruns here bit for bit (I3).
+    import os
+
+    before = dict(os.environ)
+    _load("search_quality")
+    _load("reproduce_book")
+    assert dict(os.environ) == before
+
+
 def test_stage_sizes_add_up_to_the_budget(sq: ModuleType) -> None:
     assert sq.stage_sizes(100, (0.25, 0.25, 0.25, 0.25)) == [25, 25, 25, 25]
     assert sq.stage_sizes(50, (0.4, 0.3, 0.3)) == [20, 15, 15]
