@@ -30,7 +30,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
-from . import _optuna_mirror as mirror
+from . import _optuna_mirror as optuna_mirror
 from ._engine import (
     FINISH_LOCK_CLASS,
     _check_url,
@@ -82,7 +82,7 @@ class _RollbackError(Exception):
 def dispose_engines() -> None:
     """Close this process's engines: hpo's and those of the cached Optuna storages."""
     _dispose_hpo_engines()
-    mirror.dispose_optuna_storages()
+    optuna_mirror.dispose_optuna_storages()
 
 
 def _now() -> datetime:
@@ -163,7 +163,7 @@ def _check_draft(draft: StageDraft, index: int, first_number: int | None) -> Non
     if draft.epochs < 0:
         raise ValueError(f"stage {index}: epochs must be >= 0")
     _check_trials(draft.trials, first_number, f"stage {index}")
-    mirror.decode_space(draft.space_json)  # raises StorageError when it is not a space
+    optuna_mirror.decode_space(draft.space_json)  # raises StorageError when it is not a space
 
 
 def _check_direction(direction: str) -> None:
@@ -355,7 +355,7 @@ class Storage:
         Call before starting worker processes; the next use opens new connections.
         """
         dispose_engine(self.url)
-        mirror.dispose_optuna_storage(self.url)
+        optuna_mirror.dispose_optuna_storage(self.url)
 
     # -- studies -----------------------------------------------------------------------------
 
@@ -395,16 +395,16 @@ class Storage:
         existing = self.find_study(name)
         if existing is not None:
             return self._same_study(existing, spec_hash), False
-        optuna_id = mirror.find_optuna_study(self.url, name)
+        optuna_id = optuna_mirror.find_optuna_study(self.url, name)
         if optuna_id is not None:
             # Ours is committed before its Optuna study is created: a concurrent creator's study
             # is visible by now.
             existing = self.find_study(name)
             if existing is not None:
                 return self._same_study(existing, spec_hash), False
-            if mirror.optuna_study_owner(self.url, optuna_id) is not None:
+            if optuna_mirror.optuna_study_owner(self.url, optuna_id) is not None:
                 # Left by a delete_study that stopped between our rows and the Optuna study.
-                mirror.delete_optuna_study(self.url, optuna_id)
+                optuna_mirror.delete_optuna_study(self.url, optuna_id)
             else:
                 raise StudyExistsError(
                     f"an Optuna study named {name!r} already exists in this database; choose another name"
@@ -540,7 +540,7 @@ class Storage:
         Returns:
             Whether the stage exists and is running (and was updated).
         """
-        mirror.decode_space(space_json)
+        optuna_mirror.decode_space(space_json)
         with self._write() as conn:
             result = conn.execute(
                 sa.update(_G)
@@ -1250,10 +1250,10 @@ class Storage:
         self._stop(_S.c.id == study.id, StudyState.CANCELLED, "deleted")
         with self._write() as conn:
             conn.execute(sa.delete(_S).where(_S.c.id == study.id))
-        optuna_id = mirror.find_optuna_study(self.url, name)
-        if optuna_id is not None and mirror.optuna_study_owner(self.url, optuna_id) == study.id:
+        optuna_id = optuna_mirror.find_optuna_study(self.url, name)
+        if optuna_id is not None and optuna_mirror.optuna_study_owner(self.url, optuna_id) == study.id:
             with self._errors(), exclusive(self.engine, "mirror", study.id):
-                mirror.delete_optuna_study(self.url, optuna_id)
+                optuna_mirror.delete_optuna_study(self.url, optuna_id)
 
     # -- the Optuna mirror -------------------------------------------------------------------
 
@@ -1265,10 +1265,10 @@ class Storage:
         """
         if study.optuna_study_id is not None and not verify:
             return study
-        found = mirror.find_optuna_study(self.url, study.name)
+        found = optuna_mirror.find_optuna_study(self.url, study.name)
         if found is not None and found == study.optuna_study_id:
             return study
-        optuna_id = mirror.create_optuna_study(self.url, study.name, study.direction, study.id)
+        optuna_id = optuna_mirror.create_optuna_study(self.url, study.name, study.direction, study.id)
         # Under the mirror lock: no mirror of this study is half-way while its trials are reset.
         with (
             self._errors(),
@@ -1333,16 +1333,19 @@ class Storage:
             rows = [_trial(m) for m in conn.execute(query.order_by(_T.c.number)).mappings()]
             if not rows:
                 return 0
-            linked = mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
+            linked = optuna_mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
             for row in rows:
                 if row.id in linked and row.intermediate:
                     # Written before a crash, maybe without its intermediate values: complete it.
-                    mirror.insert_intermediate(conn, linked[row.id], row.intermediate)
+                    optuna_mirror.insert_intermediate(conn, linked[row.id], row.intermediate)
             todo = [r for r in rows if r.id not in linked]
             stage_rows = conn.execute(sa.select(_G).where(_G.c.study_id == study_id)).mappings()
             stages = [_stage(m) for m in stage_rows]
-            frozen = [mirror.frozen_trial(r, mirror.stage_distributions(stages, r.stage)) for r in todo]
-            written = mirror.insert_trials(conn, optuna_id, frozen)
+            frozen = [
+                optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage))
+                for r in todo
+            ]
+            written = optuna_mirror.insert_trials(conn, optuna_id, frozen)
             ids = {**linked, **{r.id: o for r, o in zip(todo, written, strict=True)}}
             conn.execute(
                 sa.update(_T)
