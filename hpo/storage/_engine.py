@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,7 +100,7 @@ def sqlite_begin_immediate(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _ensure_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
@@ -108,6 +110,37 @@ def sqlite_begin_immediate(engine: Engine) -> None:
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get(_BEGIN_OPTION, "IMMEDIATE")
         conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _ensure_wal(cursor: sqlite3.Cursor) -> None:
+    """Switch the database file to WAL (it stays so), waiting out other connections doing the same.
+
+    On a new file several processes race to switch it: the switch needs the exclusive lock, and two
+    connections upgrading their shared locks at once make SQLite answer "database is locked" to
+    one of them at once, without the busy handler (it would deadlock). So: read the mode first (a
+    file already in WAL costs nothing more), and retry the switch with jittered backoff until the
+    busy timeout.
+    """
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    delay = 0.002
+    # Racing processes must not retry in step: each scales its backoff by a factor of its own
+    # (from the pid; this is timing only, so no seeded generator is needed).
+    spread = 1 + (os.getpid() % 1009) / 1009
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode = WAL").fetchone()[0] == "wal":
+                return
+            problem = "the journal mode did not change"
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            problem = str(exc)
+        if time.monotonic() > deadline:
+            raise StorageError(f"cannot switch the SQLite database to WAL mode: {problem}")
+        time.sleep(delay * spread)
+        delay = min(delay * 2, 0.1)
 
 
 def _new_engine(url: URL) -> Engine:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -63,3 +68,60 @@ def test_postgres_engine(postgres_url: str) -> None:
     assert create_engine(postgres_url) is engine
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def _connect_after(url: str, barrier: Any, results: Any) -> None:
+    barrier.wait()
+    try:
+        with create_engine(url).connect() as conn:
+            results.put(conn.exec_driver_sql("PRAGMA journal_mode").scalar())
+    except Exception as exc:  # reported to the parent, which fails the test with it
+        results.put(f"{type(exc).__name__}: {str(exc)[:100]}")
+
+
+ROUNDS, RACERS = 40, 10
+
+
+def test_sqlite_new_file_many_first_connections_at_once(tmp_path: Path) -> None:
+    """Processes that open a new SQLite file at the same moment all switch it to WAL.
+
+    Two connections switching a new file's journal mode at once made SQLite answer "database is
+    locked" to one of them without waiting: about 1 connection in 100 here with 10 at once, so
+    the old code fails these 400 connections with a probability of about 98%.
+    """
+    ctx = mp.get_context("fork")
+    outcomes: dict[str, int] = {}
+    for round_ in range(ROUNDS):
+        path = tmp_path / f"new-{round_}.db"
+        sqlite3.connect(path).execute("CREATE TABLE t (a)").connection.close()  # a rollback-journal file
+        barrier, results = ctx.Barrier(RACERS, timeout=30), ctx.Queue()
+        url = f"sqlite:///{path}"
+        procs = [ctx.Process(target=_connect_after, args=(url, barrier, results)) for _ in range(RACERS)]
+        for p in procs:
+            p.start()
+        for _ in procs:  # read before joining: a child exits only once its result is sent
+            outcome = results.get(timeout=60)
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+        for p in procs:
+            p.join(10)
+    assert outcomes == {"wal": ROUNDS * RACERS}, outcomes
+
+
+def test_concurrent_first_submits_on_a_new_sqlite_file(tmp_path: Path) -> None:
+    """Several `hpo submit` of one study started together on a new file: all succeed, one study."""
+    (tmp_path / "s.yaml").write_text(
+        "name: race\nseed: 1\ndataset: {kind: digits, subset: 200}\nmodel: {hidden_sizes: [8]}\n"
+        "training: {epochs: 1}\nsearch:\n  trials: 4\n  parameters:\n"
+        "    lr: {type: float, low: 1.0e-3, high: 1.0, log: true}\n"
+    )
+    command = [sys.executable, "-m", "hpo", "submit", "s.yaml", "--no-progress", "--workers", "1"]
+    procs = [
+        subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in outputs]
+    storage = Storage(f"sqlite:///{tmp_path / 'hpo.db'}")
+    (study,) = storage.list_studies()
+    assert study.state == "COMPLETE"
+    assert len(storage.trials(study.id)) == 4
