@@ -128,6 +128,7 @@ class Study(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     queue: Mapped[str | None] = mapped_column(sa.String(255))
+    optuna_link: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 class Stage(Base):

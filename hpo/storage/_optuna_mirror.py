@@ -6,19 +6,18 @@ its last intermediate value) with its params, distributions, per-epoch intermedi
 ``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed``. Optuna numbers its trials
 in the order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
 
-Studies are created and deleted through one ``RDBStorage`` per URL per process. Trials are
-inserted in batches on the caller's connection, through Optuna's own table definitions, so that
-they commit together with hpo's record of them (``hpo_trials.optuna_trial_id``); the lock and the
-bookkeeping are :class:`~hpo.storage.Storage`'s.
+Studies are created and deleted, and trials inserted in batches, on the caller's connection through
+Optuna's own models and table definitions, so that they commit together with hpo's record of them
+(``hpo_studies.optuna_study_id``, ``hpo_trials.optuna_trial_id``); the lock and the bookkeeping are
+:class:`~hpo.storage.Storage`'s. hpo only ever writes to or deletes an Optuna study that its own
+tables link to (:func:`is_linked`): an Optuna study a user made or copied is never ours.
 
 Optuna is imported on first use only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import math
 import os
 import threading
@@ -30,7 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._engine import BUSY_TIMEOUT_S, is_sqlite, sqlite_begin_immediate
-from ._errors import StorageError, StudyExistsError
+from ._errors import StorageError
 from ._models import TrialState
 from ._rows import StageRow, TrialRow
 
@@ -52,15 +51,18 @@ __all__ = [
     "frozen_trial",
     "insert_intermediate",
     "insert_trials",
+    "is_linked",
     "mirrored_trials",
     "optuna_storage",
-    "optuna_study_owner",
+    "optuna_study_named",
     "stage_distributions",
     "upgrade_optuna_schema",
 ]
 
 HPO_TRIAL_ATTR = "hpo_trial_id"
 HPO_STUDY_ATTR = "hpo_study_id"
+HPO_LINK_ATTR = "hpo:link"
+"""System attribute of an Optuna study holding the token of the hpo study that owns it."""
 SPACE_JSON_VERSION = 1
 """Version of the stored space layout shared with :mod:`hpo.samplers`."""
 
@@ -163,59 +165,81 @@ def find_optuna_study(url: str, name: str) -> int | None:
         return None
 
 
-def optuna_study_owner(url: str, optuna_study_id: int) -> int | None:
-    """The hpo study id recorded on an Optuna study (``None``: not created by hpo)."""
-    try:
-        owner = optuna_storage(url).get_study_user_attrs(optuna_study_id).get(HPO_STUDY_ATTR)
-    except KeyError:
-        return None
-    return int(owner) if owner is not None else None
+def optuna_study_named(conn: Connection, name: str) -> int | None:
+    """Id of the Optuna study called ``name``, read on ``conn`` (inside the caller's transaction)."""
+    from optuna.storages._rdb import models
+
+    studies = models.StudyModel.__table__
+    found = conn.execute(sa.select(studies.c.study_id).where(studies.c.study_name == name)).scalar()
+    return None if found is None else int(found)
 
 
-def create_optuna_study(url: str, name: str, direction: str, hpo_study_id: int) -> int:
-    """Create (or adopt) the Optuna study of an hpo study.
+def is_linked(conn: Connection, optuna_study_id: int | None, name: str, link: str | None) -> bool:
+    """Whether the Optuna study an hpo study records still exists as the one hpo made: the only
+    Optuna study hpo may write to or delete for it.
 
-    An existing Optuna study of that name is adopted when it records this hpo study as its owner,
-    or when it has no owner and no trials (a crash between creating it and recording the owner).
+    The id and name must match, and so must the link token (``hpo_studies.optuna_link`` and the
+    ``hpo:link`` system attribute) when the study has one: SQLite gives a new row the id of a
+    deleted last one, so a study a user made in place of ours may have its id and name; and a user
+    attribute proves nothing either (``optuna.copy_study`` copies it into a study of the user's).
+    """
+    if optuna_study_id is None or optuna_study_named(conn, name) != optuna_study_id:
+        return False
+    if link is None:  # made before links existed (revision 0004)
+        return True
+    from optuna.storages._rdb import models
 
-    Args:
-        url: The database URL.
-        name: Study name.
-        direction: ``"minimize"`` or ``"maximize"``.
-        hpo_study_id: The hpo study's id, recorded in the Optuna study's user attributes.
+    attrs = models.StudySystemAttributeModel.__table__
+    stored = conn.execute(
+        sa.select(attrs.c.value_json).where(attrs.c.study_id == optuna_study_id, attrs.c.key == HPO_LINK_ATTR)
+    ).scalar()
+    return stored == json.dumps(link)
 
-    Returns:
-        The Optuna study id.
+
+def create_optuna_study(conn: Connection, name: str, direction: str, hpo_study_id: int, link: str) -> int:
+    """Create the Optuna study of an hpo study on ``conn``, inside the caller's transaction.
+
+    The caller writes the link (``hpo_studies.optuna_study_id``) in the same transaction, so no
+    Optuna study made by hpo is ever left without its owner. The rows are written through Optuna's
+    own ORM models, as ``RDBStorage.create_new_study`` writes them, with ``user_attrs`` recording
+    the owner for readers and the system attribute ``hpo:link`` holding ``link`` (see
+    :func:`is_linked`).
 
     Raises:
-        StudyExistsError: An unrelated Optuna study has that name.
+        sqlalchemy.exc.IntegrityError: An Optuna study of that name exists (its names are unique).
     """
-    import optuna
+    from optuna.storages._rdb import models
+    from optuna.study import StudyDirection
+    from sqlalchemy.orm import Session
 
-    storage = optuna_storage(url)
-    logger = logging.getLogger("optuna.storages._rdb.storage")  # "A new study created in RDB..."
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    try:
-        study_id = storage.create_new_study([optuna.study.StudyDirection[direction.upper()]], name)
-    except optuna.exceptions.DuplicatedStudyError:
-        study_id = storage.get_study_id_from_name(name)
-        owner = optuna_study_owner(url, study_id)
-        if owner != hpo_study_id and (owner is not None or storage.get_n_trials(study_id) > 0):
-            raise StudyExistsError(
-                f"an Optuna study named {name!r} already exists in this database and was not created "
-                "by this hpo study; choose another name"
-            ) from None
-    finally:
-        logger.setLevel(level)
-    storage.set_study_user_attr(study_id, HPO_STUDY_ATTR, hpo_study_id)
-    return study_id
+    # The session joins the caller's transaction: it neither commits nor rolls it back.
+    with Session(bind=conn) as session:
+        study = models.StudyModel(
+            study_name=name,
+            directions=[models.StudyDirectionModel(objective=0, direction=StudyDirection[direction.upper()])],
+        )
+        study.user_attributes = [
+            models.StudyUserAttributeModel(key=HPO_STUDY_ATTR, value_json=json.dumps(hpo_study_id))
+        ]
+        study.system_attributes = [
+            models.StudySystemAttributeModel(key=HPO_LINK_ATTR, value_json=json.dumps(link))
+        ]
+        session.add(study)
+        session.flush()
+        return int(study.study_id)
 
 
-def delete_optuna_study(url: str, optuna_study_id: int) -> None:
-    """Delete an Optuna study and its trials (no error if it is gone)."""
-    with contextlib.suppress(KeyError):
-        optuna_storage(url).delete_study(optuna_study_id)
+def delete_optuna_study(conn: Connection, optuna_study_id: int) -> None:
+    """Delete an Optuna study with its trials on ``conn``, inside the caller's transaction (through
+    Optuna's ORM cascades, as ``RDBStorage.delete_study`` does). No error if it is gone."""
+    from optuna.storages._rdb import models
+    from sqlalchemy.orm import Session
+
+    with Session(bind=conn) as session:
+        study = session.get(models.StudyModel, optuna_study_id)
+        if study is not None:
+            session.delete(study)
+            session.flush()
 
 
 def mirrored_trials(conn: Connection, optuna_study_id: int, hpo_trial_ids: Iterable[int]) -> dict[int, int]:

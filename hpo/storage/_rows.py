@@ -72,6 +72,8 @@ class StudyRow:
         created_at: Creation time (UTC).
         updated_at: Last change of the study row (UTC).
         queue: The message queue its trials go to; None when local processes run it.
+        optuna_link: Token shared with its Optuna study (``system_attrs["hpo:link"]``), which tells
+            ours from a study a user made in its place (None: created before revision 0004).
     """
 
     id: int
@@ -87,6 +89,7 @@ class StudyRow:
     created_at: datetime
     updated_at: datetime
     queue: str | None = None
+    optuna_link: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ import contextlib
 import functools
 import logging
 import math
+import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -75,6 +76,13 @@ _FINISHED = tuple(s.value for s in FINISHED_STATES)
 _UNFINISHED = (TrialState.PENDING.value, TrialState.RUNNING.value)
 
 
+def _name_taken(name: str) -> StudyExistsError:
+    return StudyExistsError(
+        f"an Optuna study named {name!r} already exists in this database and is not one of hpo's; "
+        "hpo never changes it: choose another name"
+    )
+
+
 class _RollbackError(Exception):
     """Raised inside a write transaction to roll it back quietly."""
 
@@ -104,6 +112,7 @@ def _study(m: Mapping[str, Any]) -> StudyRow:
         created_at=m["created_at"],
         updated_at=m["updated_at"],
         queue=m["queue"],
+        optuna_link=m["optuna_link"],
     )
 
 
@@ -372,7 +381,7 @@ class Storage:
         """Create a study with its first stage and that stage's ``PENDING`` trials, in one transaction.
 
         Submitting the same study again (same name, same spec hash) returns the existing study.
-        The Optuna study of the same name is created right after.
+        The Optuna study of the same name is created in the same transaction.
 
         Args:
             name: Unique study name.
@@ -387,7 +396,8 @@ class Storage:
 
         Raises:
             StudyExistsError: A study of that name has a different spec hash, or an Optuna study of
-                that name exists that hpo did not create. Nothing is written.
+                that name exists that is not linked to an hpo study (whatever its attributes say:
+                ``optuna.copy_study`` copies them). Nothing is written.
             ValueError: Invalid direction or stage draft. Nothing is written.
         """
         _check_direction(direction)
@@ -395,23 +405,13 @@ class Storage:
         existing = self.find_study(name)
         if existing is not None:
             return self._same_study(existing, spec_hash), False
-        optuna_id = optuna_mirror.find_optuna_study(self.url, name)
-        if optuna_id is not None:
-            # Ours is committed before its Optuna study is created: a concurrent creator's study
-            # is visible by now.
-            existing = self.find_study(name)
-            if existing is not None:
-                return self._same_study(existing, spec_hash), False
-            if optuna_mirror.optuna_study_owner(self.url, optuna_id) is not None:
-                # Left by a delete_study that stopped between our rows and the Optuna study.
-                optuna_mirror.delete_optuna_study(self.url, optuna_id)
-            else:
-                raise StudyExistsError(
-                    f"an Optuna study named {name!r} already exists in this database; choose another name"
-                )
         now = _now()
         try:
             with self._write() as conn:
+                if conn.execute(sa.select(_S.c.id).where(_S.c.name == name)).first() is not None:
+                    raise _RollbackError  # created since we looked (SQLite serialises writers)
+                if optuna_mirror.optuna_study_named(conn, name) is not None:
+                    raise _name_taken(name)
                 study_id = conn.execute(
                     sa.insert(_S)
                     .values(
@@ -427,13 +427,18 @@ class Storage:
                     )
                     .returning(_S.c.id)
                 ).scalar_one()
+                # Our study and its Optuna study commit together: none exists without the other.
+                self._link_optuna_study(conn, study_id, name, direction)
                 self._insert_stage(conn, study_id, first_stage, now)
-        except sa.exc.IntegrityError:
+        except (_RollbackError, sa.exc.IntegrityError):
+            # A concurrent creator of the same name won (ours or Optuna's unique name).
             existing = self.find_study(name)
             if existing is None:
+                if optuna_mirror.find_optuna_study(self.url, name) is not None:
+                    raise _name_taken(name) from None
                 raise
             return self._same_study(existing, spec_hash), False
-        return self._ensure_optuna_study(self.get_study_by_id(study_id)), True
+        return self.get_study_by_id(study_id), True
 
     def _same_study(self, existing: StudyRow, spec_hash: str) -> StudyRow:
         if existing.spec_hash != spec_hash:
@@ -1238,10 +1243,10 @@ class Storage:
         """Delete a study: its rows (stages and trials cascade), then its Optuna study.
 
         The study is stopped first, so that in-flight claims give their trials up (on PostgreSQL
-        they would otherwise deadlock with the cascade) and late results are ignored. The Optuna
-        study is deleted under the mirror lock, after any mirror in progress; a later mirror finds
-        no rows. A crash in between leaves an Optuna study whose owner is gone, which
-        :meth:`create_study` removes when the name is used again.
+        they would otherwise deadlock with the cascade) and late results are ignored. Then its
+        rows and its Optuna study go in one transaction, under the mirror lock (after any mirror in
+        progress; a later mirror finds no rows). Only the Optuna study our tables link to is
+        deleted: one the user replaced or copied under another name stays.
 
         Raises:
             StudyNotFoundError: No such study.
@@ -1249,37 +1254,37 @@ class Storage:
         study = self.get_study(name)
         self._stop(_S.c.id == study.id, StudyState.CANCELLED, "deleted")
         with self._write() as conn:
+            advisory_lock(conn, study.id)  # after any mirror of this study in progress
+            if optuna_mirror.is_linked(conn, study.optuna_study_id, study.name, study.optuna_link):
+                assert study.optuna_study_id is not None
+                optuna_mirror.delete_optuna_study(conn, study.optuna_study_id)
             conn.execute(sa.delete(_S).where(_S.c.id == study.id))
-        optuna_id = optuna_mirror.find_optuna_study(self.url, name)
-        if optuna_id is not None and optuna_mirror.optuna_study_owner(self.url, optuna_id) == study.id:
-            with self._errors(), exclusive(self.engine, "mirror", study.id):
-                optuna_mirror.delete_optuna_study(self.url, optuna_id)
 
     # -- the Optuna mirror -------------------------------------------------------------------
 
     def _ensure_optuna_study(self, study: StudyRow, *, verify: bool = False) -> StudyRow:
         """Make sure the study has its Optuna study, creating or re-creating it if needed.
 
-        With ``verify``, an Optuna study that was deleted (or replaced) is re-created and every
-        trial is marked unmirrored, so that :meth:`sync` writes them all again.
+        With ``verify``, an Optuna study that was deleted is re-created and every trial is marked
+        unmirrored, so that :meth:`sync` writes them all again.
+
+        Raises:
+            StudyExistsError: The name is taken by an Optuna study our tables do not link to (a
+                user's: it is never adopted or changed).
         """
         if study.optuna_study_id is not None and not verify:
             return study
-        found = optuna_mirror.find_optuna_study(self.url, study.name)
-        if found is not None and found == study.optuna_study_id:
-            return study
-        optuna_id = optuna_mirror.create_optuna_study(self.url, study.name, study.direction, study.id)
         # Under the mirror lock: no mirror of this study is half-way while its trials are reset.
         with (
             self._errors(),
             exclusive(self.engine, "mirror", study.id) as locked,
             self._locked_tx(locked) as conn,
         ):
-            conn.execute(
-                sa.update(_S)
-                .where(_S.c.id == study.id, _S.c.optuna_study_id.is_distinct_from(optuna_id))
-                .values(optuna_study_id=optuna_id)
-            )
+            if optuna_mirror.is_linked(conn, study.optuna_study_id, study.name, study.optuna_link):
+                return study
+            if optuna_mirror.optuna_study_named(conn, study.name) is not None:
+                raise _name_taken(study.name)
+            self._link_optuna_study(conn, study.id, study.name, study.direction)
             if study.optuna_study_id is not None:
                 # The recorded Optuna study was not found (SQLite may even reuse its id): every trial
                 # is written again, or re-linked where the look-up by hpo_trial_id finds it.
@@ -1290,6 +1295,15 @@ class Storage:
                     .values(optuna_trial_id=None)
                 )
         return self.get_study_by_id(study.id)
+
+    @staticmethod
+    def _link_optuna_study(conn: Connection, study_id: int, name: str, direction: str) -> None:
+        """Create the study's Optuna study and record the link to it, in the caller's transaction."""
+        link = uuid.uuid4().hex  # an identity, not a sampled value: no seeded generator needed
+        optuna_id = optuna_mirror.create_optuna_study(conn, name, direction, study_id, link)
+        conn.execute(
+            sa.update(_S).where(_S.c.id == study_id).values(optuna_study_id=optuna_id, optuna_link=link)
+        )
 
     @contextlib.contextmanager
     def _locked_tx(self, locked: Connection | None) -> Iterator[Connection]:

@@ -176,3 +176,31 @@ def test_query_commands(tmp_path: Path) -> None:
         assert panels.height < full.height / 2  # one row of 4 panels, without the search panel
     assert _hpo("delete", "s", "--yes", "--db", db).returncode == 0
     assert _hpo("best", "s", "--db", db).returncode == 2
+
+
+def test_submit_never_touches_a_copied_optuna_study(tmp_path: Path) -> None:
+    """A user's copy of an hpo study (it carries ``hpo_study_id``) keeps its name, trials and all."""
+    import optuna
+
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    assert (
+        _hpo(
+            "submit", str(_study_file(tmp_path, t0=2, t1=1, epochs=1)), "--db", db, "--no-progress"
+        ).returncode
+        == 0
+    )
+    optuna.copy_study(from_study_name="s", from_storage=db, to_storage=db, to_study_name="mine")
+    optuna.load_study(study_name="mine", storage=db).enqueue_trial({"lr": 0.1})
+    before = [(t.number, t.state, t.params) for t in optuna.load_study(study_name="mine", storage=db).trials]
+    proc = _hpo(
+        "submit", str(_study_file(tmp_path, "mine", t0=2, t1=1, epochs=1)), "--db", db, "--no-progress"
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: an Optuna study named 'mine' already exists in this database and is not one of hpo's; "
+        "hpo never changes it: choose another name"
+    ]
+    assert Storage(db).find_study("mine") is None
+    assert [
+        (t.number, t.state, t.params) for t in optuna.load_study(study_name="mine", storage=db).trials
+    ] == before

@@ -8,10 +8,8 @@ from collections.abc import Iterator
 
 import optuna
 import pytest
-import sqlalchemy as sa
 
-from hpo.storage import StageDraft, Storage, StorageError, StudyExistsError, StudyState, TrialState
-from hpo.storage._models import Study
+from hpo.storage import StageDraft, Storage, StorageError, StudyExistsError, StudyRow, StudyState, TrialState
 
 from .conftest import draft
 
@@ -130,18 +128,55 @@ def test_concurrent_creates_of_the_same_study(storage: Storage, name: str) -> No
     assert study.optuna_study_id == _optuna_id(storage, name)
 
 
-def test_optuna_study_left_by_an_interrupted_delete_is_replaced(storage: Storage, name: str) -> None:
+def _optuna_state(storage: Storage, name: str) -> tuple[object, ...]:
+    loaded = optuna.load_study(study_name=name, storage=storage.url)
+    trials = [(t.number, t.state, t.value, t.params, t.user_attrs) for t in loaded.get_trials()]
+    return loaded._study_id, loaded.user_attrs, trials
+
+
+def _one_mirrored_trial(storage: Storage, name: str) -> StudyRow:
     study, _ = storage.create_study(name, "{}", "h", "maximize", draft(0, 2, 0))
     trial = storage.claim_next(study.id, "w", 60)
     assert trial is not None and storage.finish(trial.id, "w", "COMPLETE", 0.5)
     assert storage.mirror(study.id) == 1
-    with storage.engine.begin() as conn:  # delete_study stopped after our rows were deleted
-        conn.execute(sa.delete(Study).where(Study.id == study.id))
-    assert len(optuna.load_study(study_name=name, storage=storage.url).trials) == 1
-    again, created = storage.create_study(name, "{}", "h2", "maximize", draft(0, 3, 0))
-    assert created
-    loaded = optuna.load_study(study_name=name, storage=storage.url)
-    assert loaded.trials == [] and loaded.user_attrs["hpo_study_id"] == again.id
+    return storage.get_study(name)
+
+
+def test_a_copied_optuna_study_is_never_touched(storage: Storage, name: str) -> None:
+    """``optuna.copy_study`` copies the ``hpo_study_id`` attribute: the copy is still the user's."""
+    _one_mirrored_trial(storage, name)
+    copy = f"{name}-copy"
+    try:
+        optuna.copy_study(
+            from_study_name=name, from_storage=storage.url, to_storage=storage.url, to_study_name=copy
+        )
+        user = optuna.load_study(study_name=copy, storage=storage.url)
+        user.enqueue_trial({"lr": 0.1})
+        assert user.user_attrs["hpo_study_id"] == storage.get_study(name).id
+        before = _optuna_state(storage, copy)
+        with pytest.raises(StudyExistsError, match="not one of hpo's"):
+            storage.create_study(copy, "{}", "h", "maximize", draft(0, 2, 0))
+        assert storage.find_study(copy) is None
+        storage.delete_study(name)  # the original goes, with its own Optuna study only
+        assert _optuna_id(storage, name) is None
+        assert _optuna_state(storage, copy) == before
+    finally:
+        optuna.delete_study(study_name=copy, storage=storage.url)
+
+
+def test_an_optuna_study_replaced_by_the_user_is_never_touched(storage: Storage, name: str) -> None:
+    study = _one_mirrored_trial(storage, name)
+    optuna.delete_study(study_name=name, storage=storage.url)
+    user = optuna.create_study(study_name=name, storage=storage.url)
+    user.set_user_attr("hpo_study_id", study.id)  # even if it claims to be ours
+    user.enqueue_trial({"lr": 0.1})
+    before = _optuna_state(storage, name)
+    with pytest.raises(StudyExistsError, match="not one of hpo's"):
+        storage.sync(study.id)
+    assert _optuna_state(storage, name) == before
+    storage.delete_study(name)
+    assert storage.find_study(name) is None
+    assert _optuna_state(storage, name) == before
 
 
 def test_delete_removes_the_optuna_study(storage: Storage, name: str) -> None:
