@@ -154,7 +154,9 @@ def load_dataset(
     """
     out_dtype = _check_dtype(dtype)
     if normalize not in _NORMALIZE_MODES:
-        raise DatasetError(f"normalize must be one of {', '.join(_NORMALIZE_MODES)}, got {normalize!r}")
+        raise DatasetError(
+            f"normalize must be one of {', '.join(_NORMALIZE_MODES)}, got {normalize!r}", field="normalize"
+        )
     raw, name = _load(kind, path, label_column)
     (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = split_arrays(
         raw.x, raw.t, subset=subset, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
@@ -244,20 +246,25 @@ def split_arrays(
     n_test = round(test_fraction * n)
     rest = n - n_test
     if rest < 1:
-        raise DatasetError(f"test_fraction={test_fraction} leaves no rows for training out of {n}")
+        raise DatasetError(
+            f"test_fraction={test_fraction} leaves no rows for training out of {n}", field="test_fraction"
+        )
     if subset is not None:
         if isinstance(subset, bool) or not isinstance(subset, int | np.integer):
-            raise DatasetError(f"subset must be an integer or None, got {subset!r}")
+            raise DatasetError(f"subset must be an integer or None, got {subset!r}", field="subset")
         if not 2 <= subset <= rest:
             raise DatasetError(
-                f"subset must be between 2 and {rest} (rows left after the test split), got {subset}"
+                f"subset must be between 2 and {rest} (rows left after the test split), got {subset}",
+                field="subset",
             )
         m = int(subset)
     else:
         m = rest
     n_val = round(val_fraction * m)
     if m - n_val < 1:
-        raise DatasetError(f"val_fraction={val_fraction} leaves no training rows out of {m}")
+        raise DatasetError(
+            f"val_fraction={val_fraction} leaves no training rows out of {m}", field="val_fraction"
+        )
 
     perm = rng.permutation(n)
     test_idx = perm[:n_test]
@@ -295,16 +302,20 @@ def read_idx(path: _PathArg) -> NDArray[np.uint8]:
 def _load(kind: str, path: _PathArg | None, label_column: str | int) -> tuple[_Raw, str]:
     """Validate the arguments, locate the files and return the cached raw data and a name."""
     if not isinstance(kind, str) or kind not in DATASET_KINDS:
-        raise DatasetError(f"unknown dataset kind {kind!r}; expected one of: {', '.join(DATASET_KINDS)}")
+        raise DatasetError(
+            f"unknown dataset kind {kind!r}; expected one of: {', '.join(DATASET_KINDS)}", field="kind"
+        )
     if isinstance(label_column, bool) or not isinstance(label_column, str | int | np.integer):
-        raise DatasetError(f"label_column must be a column index or header name, got {label_column!r}")
+        raise DatasetError(
+            f"label_column must be a column index or header name, got {label_column!r}", field="label_column"
+        )
     if kind == "digits":
         if path is not None:
             raise DatasetError(f"dataset path is not used for kind 'digits', got {path!r}")
         return _load_cached(kind, (_stamp(_digits_file()),), -1), "digits"
 
     if path is None:
-        raise DatasetError(f"dataset path is required for kind {kind!r}")
+        raise DatasetError(f"dataset path is required for kind {kind!r}", field="path")
     try:
         resolved = Path(os.fspath(path)).expanduser().resolve()
     except (TypeError, OSError, RuntimeError) as exc:
@@ -515,7 +526,7 @@ def _read_npz(path: Path) -> tuple[NDArray[np.float64], NDArray[Any]]:
         if x_key is None or y_key is None:
             raise DatasetError(
                 f"npz file {path} needs a feature array ({'/'.join(_NPZ_X_KEYS)}) and a label array "
-                f"({'/'.join(_NPZ_Y_KEYS)}); found keys: {', '.join(found) or 'none'}"
+                f"({'/'.join(_NPZ_Y_KEYS)}); it has {len(found)} arrays under other names"
             )
         try:
             x_raw, y_raw = archive[x_key], archive[y_key]
@@ -583,12 +594,17 @@ def _read_csv(path: Path, label_column: str | int) -> tuple[NDArray[np.float64],
     if isinstance(label_column, str):
         if label_column not in first:
             raise DatasetError(
-                f"label column {label_column!r} not in the header of {path}: {', '.join(first)}"
+                f"label column {_short(label_column)} is not a column name in the header of {path} "
+                f"({width} columns)",
+                field="label_column",
             )
         idx, has_header = first.index(label_column), True
     else:
         if not -width <= label_column < width:
-            raise DatasetError(f"label_column {label_column} is out of range for {width} columns in {path}")
+            raise DatasetError(
+                f"label_column {label_column} is out of range for {width} columns in {path}",
+                field="label_column",
+            )
         idx = label_column % width
         if any(not _is_number(c) for j, c in enumerate(first) if j != idx):
             has_header = True
@@ -597,7 +613,6 @@ def _read_csv(path: Path, label_column: str | int) -> tuple[NDArray[np.float64],
         else:
             # Only the label cell is text: a header over numeric labels, or data with text labels.
             has_header = len(rows) > 1 and _is_number(rows[1][1][idx])
-    names = first if has_header else None
     data = rows[1:] if has_header else rows
     if not data:
         raise DatasetError(f"csv file {path} has a header but no data rows")
@@ -607,17 +622,16 @@ def _read_csv(path: Path, label_column: str | int) -> tuple[NDArray[np.float64],
     labels: list[str] = []
     for line, cells in data:
         if len(cells) != width:
-            raise DatasetError(f"csv file {path}: row {line} has {len(cells)} columns, expected {width}")
+            raise DatasetError(f"csv file {path}: line {line} has {len(cells)} columns, expected {width}")
         try:
             values = [float(cells[j]) for j in feature_cols]
         except ValueError:
             j = next(j for j in feature_cols if not _is_number(cells[j]))
             raise DatasetError(
-                f"csv file {path}: row {line}, column {_column_name(j, names)}: "
-                f"non-numeric feature value {cells[j]!r}"
+                f"csv file {path}: line {line}, column {j + 1} of {width}: a feature value is not a number"
             ) from None
         if not cells[idx]:
-            raise DatasetError(f"csv file {path}: row {line} has an empty label")
+            raise DatasetError(f"csv file {path}: line {line} has an empty label")
         features.append(values)
         labels.append(cells[idx])
     x = np.array(features, dtype=np.float64)
@@ -625,14 +639,15 @@ def _read_csv(path: Path, label_column: str | int) -> tuple[NDArray[np.float64],
     if bad.size:
         r, c = int(bad[0, 0]), feature_cols[int(bad[0, 1])]
         raise DatasetError(
-            f"csv file {path}: row {data[r][0]}, column {_column_name(c, names)}: "
-            f"non-finite feature value {data[r][1][c]!r}"
+            f"csv file {path}: line {data[r][0]}, column {c + 1} of {width}: a feature value is not finite"
         )
     return x, _csv_labels(labels)
 
 
-def _column_name(j: int, names: list[str] | None) -> str:
-    return f"{j} ({names[j]!r})" if names is not None else str(j)
+def _short(value: object, limit: int = 40) -> str:
+    """``repr(value)``, cut to ``limit`` characters: messages echo what the caller gave, briefly."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _csv_labels(labels: list[str]) -> NDArray[Any]:
@@ -659,23 +674,23 @@ def _check_dtype(dtype: DTypeLike) -> np.dtype[np.floating]:
     try:
         resolved = np.dtype(dtype)
     except TypeError as exc:
-        raise DatasetError(f"dtype must be float32 or float64, got {dtype!r}") from exc
+        raise DatasetError(f"dtype must be float32 or float64, got {dtype!r}", field="dtype") from exc
     if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise DatasetError(f"dtype must be float32 or float64, got {resolved}")
+        raise DatasetError(f"dtype must be float32 or float64, got {resolved}", field="dtype")
     return resolved  # type: ignore[return-value]
 
 
 def _check_fraction(name: str, value: float) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise DatasetError(f"{name} must be a number in [0, 1), got {value!r}")
+        raise DatasetError(f"{name} must be a number in [0, 1), got {value!r}", field=name)
     if not (math.isfinite(value) and 0 <= value < 1):
-        raise DatasetError(f"{name} must be in [0, 1), got {value}")
+        raise DatasetError(f"{name} must be in [0, 1), got {value}", field=name)
     return float(value)
 
 
 def _check_seed(seed: int) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
-        raise DatasetError(f"seed must be a non-negative integer, got {seed!r}")
+        raise DatasetError(f"seed must be a non-negative integer, got {seed!r}", field="seed")
     return int(seed)
 
 

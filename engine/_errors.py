@@ -14,4 +14,17 @@ class ConfigError(EngineError, ValueError):
 
 
 class DatasetError(EngineError):
-    """A dataset could not be found, read or split as asked."""
+    """A dataset could not be found, read or split as asked.
+
+    Messages name files, rows and columns but never quote the data itself (a file may hold secrets
+    and the message may be stored, e.g. as a trial's failure reason).
+
+    Attributes:
+        field: The argument of :func:`~engine.load_dataset` at fault: ``path`` (the source is
+            missing or malformed), ``subset``, ``val_fraction``, ``test_fraction``, ``seed``,
+            ``label_column``, ``normalize``, ``kind`` or ``dtype``.
+    """
+
+    def __init__(self, message: str, *, field: str = "path") -> None:
+        self.field = field
+        super().__init__(message)

@@ -285,11 +285,12 @@ def test_npz_fallback_keys(tmp_path: Path) -> None:
     assert t.tolist() == [1, 0, 1, 0]
 
 
-def test_npz_missing_keys_lists_found_keys(tmp_path: Path) -> None:
+def test_npz_missing_keys_names_the_expected_keys(tmp_path: Path) -> None:
     path = tmp_path / "wrong.npz"
     np.savez(path, features=np.zeros((4, 2)), y=np.array([0, 1, 0, 1]))
-    with pytest.raises(DatasetError, match="found keys: features, y"):
+    with pytest.raises(DatasetError, match=r"needs a feature array \(x/X\).*it has 2 arrays") as info:
         load_arrays("npz", path=path)
+    assert "features" not in str(info.value) and info.value.field == "path"
 
 
 def test_npz_missing_file(tmp_path: Path) -> None:
@@ -363,7 +364,7 @@ def test_csv_bad_cell_names_row_and_column(tmp_path: Path) -> None:
     path = tmp_path / "bad.csv"
     path.write_text("a,b,label\n1,2,x\n3,oops,y\n")
     with pytest.raises(
-        DatasetError, match=r"bad\.csv: row 3, column 1 \('b'\): non-numeric feature value 'oops'"
+        DatasetError, match=r"bad\.csv: line 3, column 2 of 3: a feature value is not a number"
     ):
         load_arrays("csv", path=path)
 
@@ -371,10 +372,53 @@ def test_csv_bad_cell_names_row_and_column(tmp_path: Path) -> None:
 def test_csv_unknown_label_name(tmp_path: Path) -> None:
     path = tmp_path / "iris.csv"
     path.write_text(IRIS_LIKE)
-    with pytest.raises(DatasetError, match="label column 'kind' not in the header"):
+    with pytest.raises(DatasetError, match="label column 'kind' is not a column name in the header") as info:
         load_arrays("csv", path=path, label_column="kind")
+    assert info.value.field == "label_column"
     with pytest.raises(DatasetError, match="label_column 5 is out of range"):
         load_arrays("csv", path=path, label_column=5)
+
+
+SECRET = "hunter2-s3cr3t"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"user,password,label\nalice,{SECRET},1\nbob,{SECRET},0\n",  # text cells
+        f"{SECRET}:x:0:0:root:/root:/bin/bash\n",  # /etc/passwd: one column
+        f"a,{SECRET}\n1,2\n3\n",  # ragged, under a header holding the secret
+        f"a,b,label\n1,nan,{SECRET}\n2,3,{SECRET}\n",  # non-finite value
+        f"a,b,label\n1,2,{SECRET}\n2,3,{SECRET}\n",  # one class
+        f"a,b,{SECRET}\n1,2,0\n3,4,1\n",  # label column by a name the header does not have
+        f"{SECRET},b,label\n1,2,0\n3,4,1\n5\n",  # ragged, with the label named
+    ],
+)
+def test_csv_errors_never_quote_the_file(tmp_path: Path, text: str) -> None:
+    """A dataset error may become a trial's stored reason: it names lines and columns, not cells."""
+    path = tmp_path / "data.csv"
+    path.write_text(text)
+    with pytest.raises(DatasetError) as info:
+        load_dataset("csv", path=path, label_column="label" if "," in text.split("\n")[0] else -1)
+    assert SECRET not in str(info.value)
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"subset": 100_000}, "subset"),
+        ({"val_fraction": 1.5}, "val_fraction"),
+        ({"test_fraction": -0.1}, "test_fraction"),
+        ({"seed": -1}, "seed"),
+        ({"normalize": "zscore"}, "normalize"),
+        ({"dtype": "int8"}, "dtype"),
+    ],
+)
+def test_argument_errors_name_their_argument(kwargs: dict[str, object], field: str) -> None:
+    with pytest.raises(DatasetError) as info:
+        load_dataset("digits", **kwargs)  # type: ignore[arg-type]
+    assert info.value.field == field
 
 
 # ------------------------------------------------------------------------------------------------
