@@ -22,7 +22,7 @@ from ._layers import (
     softmax,
     sum_squared_error,
 )
-from ._net import ACTIVATIONS, LOSSES, WEIGHT_INITS, MultiLayerNet, init_scale
+from ._net import ACTIVATIONS, LOSSES, WEIGHT_INITS, MultiLayerNet, estimate_memory, init_scale
 from ._optimizers import (
     OPTIMIZERS,
     SGD,
@@ -73,6 +73,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "cross_entropy_error",
+    "estimate_memory",
     "init_scale",
     "load_arrays",
     "load_dataset",

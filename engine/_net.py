@@ -22,9 +22,10 @@ from ._layers import (
     SquaredErrorLoss,
     Tanh,
 )
+from ._optimizers import OPTIMIZERS
 from ._parameter import Parameter
 
-__all__ = ["ACTIVATIONS", "LOSSES", "WEIGHT_INITS", "MultiLayerNet", "init_scale"]
+__all__ = ["ACTIVATIONS", "LOSSES", "WEIGHT_INITS", "MultiLayerNet", "estimate_memory", "init_scale"]
 
 Array = NDArray[np.floating]
 Activation = Literal["relu", "sigmoid", "tanh"]
@@ -52,6 +53,60 @@ def init_scale(weight_init: str, fan_in: int, std: float = 0.01) -> float:
     if weight_init == "he":
         return float(np.sqrt(2.0 / fan_in))
     raise ConfigError(f"weight_init must be one of {', '.join(WEIGHT_INITS)}, got {weight_init!r}")
+
+
+# Arrays of a batch's rows that a training step surely holds per layer width at its peak (each
+# layer's output and the gradient flowing back through it), and an evaluation pass (the output).
+# More exist (masks, batch-norm intermediates, temporaries): the estimate is a lower bound, so a
+# network it refuses could not have been trained, and one it allows may still fail with a
+# MemoryError (a trial's one-line reason).
+_TRAIN_ROW_COPIES = 2
+_EVAL_ROW_COPIES = 1
+
+
+def estimate_memory(
+    input_size: int,
+    hidden_sizes: Sequence[int],
+    classes: int,
+    *,
+    batch_size: int,
+    optimizer: str = "sgd",
+    dtype: DTypeLike = np.float32,
+    batchnorm: bool = False,
+    eval_batch_size: int = 2048,
+) -> int:
+    """Bytes that training a :class:`MultiLayerNet` needs at least, besides its data.
+
+    Parameters with their gradients and the optimizer's state, and the activations of the larger
+    of a training batch and an evaluation batch. It is a lower bound (peaks measured with
+    ``tracemalloc`` are 1.2-3x higher), so that a network it refuses really could not be trained;
+    it lets a spec be refused before any array is allocated (``hidden_sizes: [65536] * 64`` needs
+    over a terabyte).
+
+    Args:
+        input_size: Features per row.
+        hidden_sizes: Widths of the hidden layers.
+        classes: Output width.
+        batch_size: Rows of a training step.
+        optimizer: Name in :data:`OPTIMIZERS` (its state is counted).
+        dtype: Parameter and activation dtype.
+        batchnorm: Whether hidden layers have batch normalization.
+        eval_batch_size: Rows of an evaluation pass (the trainer's, or fewer on smaller splits).
+
+    Raises:
+        ConfigError: An unknown optimizer or dtype.
+    """
+    cls = OPTIMIZERS.get(optimizer.lower())
+    if cls is None:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    widths = [int(input_size), *(int(w) for w in hidden_sizes), int(classes)]
+    params = sum((a + 1) * b for a, b in itertools.pairwise(widths))
+    if batchnorm:
+        params += 2 * sum(widths[1:-1])  # gamma and beta (running statistics are counted below)
+    rows = max(_TRAIN_ROW_COPIES * int(batch_size), _EVAL_ROW_COPIES * int(eval_batch_size))
+    per_param = 2 + cls.state_slots  # value, gradient, optimizer state
+    activations = rows * sum(widths[1:]) + (2 * sum(widths[1:-1]) if batchnorm else 0)
+    return int(np.dtype(dtype).itemsize) * (params * per_param + activations)
 
 
 class MultiLayerNet:

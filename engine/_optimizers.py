@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,7 +51,13 @@ class Optimizer(ABC):
 
     Args:
         lr: Learning rate.
+
+    Attributes:
+        state_slots: Arrays of a parameter's size this optimizer keeps per parameter (for
+            :func:`~engine.estimate_memory`).
     """
+
+    state_slots: ClassVar[int] = 0
 
     def __init__(self, lr: float) -> None:
         self.lr = _check_positive("lr", lr)
@@ -79,6 +85,8 @@ class SGD(Optimizer):
 
 class Momentum(Optimizer):
     """Heavy-ball momentum: ``v = m*v - lr*g; p += v``."""
+
+    state_slots = 1
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
@@ -112,6 +120,8 @@ class Nesterov(Momentum):
 class AdaGrad(Optimizer):
     """AdaGrad: ``h += g*g; p -= lr * g / (sqrt(h) + eps)``."""
 
+    state_slots = 1
+
     def __init__(self, lr: float, eps: float = 1e-7) -> None:
         super().__init__(lr)
         self.eps = _check_positive("eps", eps)
@@ -126,6 +136,8 @@ class AdaGrad(Optimizer):
 
 class RMSprop(Optimizer):
     """RMSprop: ``h = rho*h + (1-rho)*g*g; p -= lr * g / (sqrt(h) + eps)``."""
+
+    state_slots = 1
 
     def __init__(self, lr: float, decay_rate: float = 0.99, eps: float = 1e-7) -> None:
         super().__init__(lr)
@@ -143,6 +155,8 @@ class RMSprop(Optimizer):
 
 class Adam(Optimizer):
     """Adam with bias correction (Kingma and Ba, 2015)."""
+
+    state_slots = 2
 
     def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         super().__init__(lr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import engine
 from engine import ConfigError, Dropout, MultiLayerNet, numerical_gradient, relative_error
 
 
@@ -160,3 +161,39 @@ def test_bad_configuration_is_a_config_error(kwargs: dict[str, object], message:
 def test_zero_width_layer_rejected() -> None:
     with pytest.raises(ConfigError, match="sizes"):
         MultiLayerNet(4, [0], 2)
+
+
+@pytest.mark.parametrize("optimizer", sorted(engine.OPTIMIZERS))
+@pytest.mark.parametrize(("hidden", "batchnorm", "batch"), [([64, 64], False, 50), ([256], True, 3000)])
+def test_estimate_memory_is_a_lower_bound_of_the_peak(
+    optimizer: str, hidden: list[int], batchnorm: bool, batch: int
+) -> None:
+    """A network refused by the estimate could not have been trained: it never exceeds the peak."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    x, t = rng.random((3500, 64), dtype=np.float32), rng.integers(0, 10, 3500)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        net = engine.MultiLayerNet(64, hidden, 10, batchnorm=batchnorm, rng=0)
+        opt = engine.make_optimizer(optimizer, 0.01)
+        engine.Trainer(
+            net, opt, x[:3000], t[:3000], x[3000:], t[3000:], epochs=1, batch_size=batch, rng=0
+        ).fit()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    estimate = engine.estimate_memory(
+        64, hidden, 10, batch_size=batch, optimizer=optimizer, batchnorm=batchnorm
+    )
+    assert 0.2 * peak < estimate <= peak
+
+
+def test_estimate_memory_of_a_network_that_cannot_fit() -> None:
+    assert engine.estimate_memory(784, [65536] * 64, 10, batch_size=100) > 10**12
+    assert engine.estimate_memory(
+        784, [100], 10, batch_size=100, dtype=np.float64
+    ) == 2 * engine.estimate_memory(784, [100], 10, batch_size=100)
+    with pytest.raises(engine.ConfigError, match="optimizer"):
+        engine.estimate_memory(784, [100], 10, batch_size=100, optimizer="lbfgs")
