@@ -28,7 +28,7 @@ import engine
 
 from ._errors import HPOError
 from ._executor import Executor
-from ._training import load_data, train_network
+from ._training import format_bytes, load_data, memory_limit, train_memory, train_network
 from .samplers import (
     NarrowingRule,
     narrow_space,
@@ -37,8 +37,8 @@ from .samplers import (
     space_to_json,
     trial_rng,
 )
-from .spec import StudySpec
-from .storage import StageDraft, Storage, StudyProgress, StudyRow, TrialRow
+from .spec import StudySpec, TrainSpec
+from .storage import StageDraft, Storage, StudyProgress, StudyRow, TrialRow, TrialState
 
 __all__ = [
     "TrialReport",
@@ -468,17 +468,13 @@ def run_trial(
     curves: list[dict[str, Any]] = []
     intermediate: dict[int, float] = {}
     state, value, reason = "FAIL", None, None
-    interrupted = False
+    interrupted = data_error = False
     try:
         train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
-        key = train_spec.dataset.model_dump_json() + train_spec.training.dtype
-        data = None if data_cache is None else data_cache.get(key)
-        if data is None:
-            data = load_data(train_spec.dataset, train_spec.training.dtype)
-            if data_cache is not None:
-                data_cache[key] = data
-                for old in list(data_cache)[:-DATA_CACHE_SIZE]:  # a long-lived worker sees many studies
-                    del data_cache[old]
+        data = _trial_data(train_spec, data_cache)
+        too_big = _does_not_fit(train_spec, data)
+        if too_big:
+            raise _TrialFailedError(too_big)
         prune = _PruneCheck(spec, storage, trial)
         pruned = False
 
@@ -507,29 +503,75 @@ def run_trial(
                 if interrupted:
                     storage.release(trial.id, worker, attempt=trial.attempts)
                 return TrialReport(trial.id, trial.number, "RUNNING", None, "interrupted", 0.0, False)
-        result = run.result
-        outcome = result.outcome
-        if outcome is engine.Outcome.COMPLETED:
-            value = objective_value(spec, result.history)
-            state = "COMPLETE" if value is not None else "FAIL"
-            reason = None if value is not None else "no evaluated epoch produced a finite objective"
-        elif outcome is engine.Outcome.STOPPED and pruned:
-            state, value, reason = "PRUNED", None, f"pruned after epoch {len(result.history)}"
-        else:
-            state, reason = "FAIL", result.reason or outcome.value
+        state, value, reason = _outcome(spec, run.result, pruned)
+    except _TrialFailedError as exc:
+        reason = str(exc)
+    except engine.DatasetError as exc:
+        # Every trial of the study shares its data: the study cannot go on (see below).
+        data_error, reason = True, f"dataset.{exc.field}: {exc}"
+    except MemoryError:
+        reason = f"MemoryError: the network did not fit in this host's {format_bytes(memory_limit())}"
     except Exception as exc:  # a trial's failure is data, not a crash of the worker
-        state, value = "FAIL", None
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
     progress = storage.finish(
         trial.id, worker, state, value, reason, curves, intermediate, attempt=trial.attempts
     )
+    if progress is not None and data_error:
+        # The submitter may not see the workers' files (broker mode), so this is where a missing
+        # or malformed dataset is found: the study stops FAILED with the reason, not COMPLETE.
+        storage.fail_study(trial.study_id, f"the data cannot be loaded on {worker}: {reason}")
     if progress is not None:
         new = advance(storage, trial.study_id, progress)
         if new and on_new_trials is not None:
             on_new_trials(new)
     return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
+
+
+class _TrialFailedError(Exception):
+    """A trial that fails for a reason known before it trains (its message is the reason)."""
+
+
+def _trial_data(train_spec: TrainSpec, cache: dict[str, engine.Dataset] | None) -> engine.Dataset:
+    """The trial's dataset, from this process's cache when it holds it (a long-lived worker sees
+    many studies: the cache keeps the last ``DATA_CACHE_SIZE``)."""
+    key = train_spec.dataset.model_dump_json() + train_spec.training.dtype
+    data = None if cache is None else cache.get(key)
+    if data is None:
+        data = load_data(train_spec.dataset, train_spec.training.dtype)
+        if cache is not None:
+            cache[key] = data
+            for old in list(cache)[:-DATA_CACHE_SIZE]:
+                del cache[old]
+    return data
+
+
+def _does_not_fit(train_spec: TrainSpec, data: engine.Dataset) -> str | None:
+    """Why the trial's network cannot fit in this host's memory, or None (checked before any of
+    its arrays is allocated: a MemoryError half-way through would be slower and less clear)."""
+    needed, limit = train_memory(train_spec.model, train_spec.training, data), memory_limit()
+    if needed <= limit:
+        return None
+    return (
+        f"the network does not fit in memory: training it needs at least {format_bytes(needed)}, "
+        f"this host has {format_bytes(limit)}"
+    )
+
+
+def _outcome(
+    spec: StudySpec, result: engine.TrainResult, pruned: bool
+) -> tuple[str, float | None, str | None]:
+    """The (state, value, reason) a finished training run records."""
+    outcome = result.outcome
+    if outcome is engine.Outcome.COMPLETED:
+        value = objective_value(spec, result.history)
+        if value is None:
+            return "FAIL", None, "no evaluated epoch produced a finite objective"
+        return "COMPLETE", value, None
+    if outcome is engine.Outcome.STOPPED and pruned:
+        return "PRUNED", None, f"pruned after epoch {len(result.history)}"
+    return "FAIL", None, result.reason or outcome.value
 
 
 def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
@@ -604,9 +646,20 @@ def advance(storage: Storage, study_id: int, progress: StudyProgress | None = No
         if not storage.advance(study_id, stage, draft):
             return []
         return _pending_ids(storage, study_id, draft.index, [number for number, _, _ in draft.trials])
+    if not best_trials(storage, study_id, spec, 1):
+        # A study none of whose trials completed has no result: it failed, whatever its stages did.
+        storage.fail_study(study_id, _nothing_completed(storage, study_id))
+        return []
     if storage.advance(study_id, stage, None):
         _evaluate_on_test(storage, spec, study_id)
     return []
+
+
+def _nothing_completed(storage: Storage, study_id: int) -> str:
+    counts = storage.counts(study_id)
+    failed = storage.trials(study_id, states=("FAIL",))
+    first = f"; trial {failed[0].number}: {failed[0].reason}" if failed else ""
+    return f"no trial completed ({counts[TrialState.FAIL]} failed, {counts[TrialState.PRUNED]} pruned){first}"
 
 
 def mirror_optuna_view(storage: Storage, study_id: int, *, force: bool = False) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -10,7 +12,15 @@ import engine
 
 from .spec import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
 
-__all__ = ["TrainedNetwork", "build_network", "load_data", "train_network"]
+__all__ = [
+    "TrainedNetwork",
+    "build_network",
+    "format_bytes",
+    "load_data",
+    "memory_limit",
+    "train_memory",
+    "train_network",
+]
 
 
 def load_data(spec: DatasetSpec, dtype: str = "float32") -> engine.Dataset:
@@ -26,6 +36,41 @@ def load_data(spec: DatasetSpec, dtype: str = "float32") -> engine.Dataset:
         dtype=np.dtype(dtype),
         label_column=spec.label_column,
     )
+
+
+def memory_limit() -> int:
+    """Bytes of memory this process may use: the machine's physical memory, or its cgroup's limit
+    when that is lower (a container)."""
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        text = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+    except OSError:
+        return int(limit)
+    return int(limit) if text == "max" else min(int(limit), int(text))
+
+
+def train_memory(model: ModelSpec, training: TrainingSpec, data: engine.Dataset) -> int:
+    """A lower bound of the bytes training this network on ``data`` needs (its data aside)."""
+    eval_rows = min(2048, max(data.train.x.shape[0], data.val.x.shape[0], 1))
+    return engine.estimate_memory(
+        data.input_size,
+        model.hidden_sizes,
+        data.num_classes,
+        batch_size=min(training.batch_size, max(data.train.x.shape[0], 1)),
+        optimizer=training.optimizer,
+        dtype=training.dtype,
+        batchnorm=model.batchnorm,
+        eval_batch_size=eval_rows,
+    )
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``1.2 GB``."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 def build_network(

@@ -103,11 +103,17 @@ limits: {trial_time_limit: 0.5, max_failed_trials: 5}
 """
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     proc = _hpo("submit", str(_study(tmp_path, body)), "--db", db, "-w", "2", "--no-progress")
-    assert proc.returncode == 0, proc.stderr
     storage = Storage(db)
-    trials = storage.trials(storage.get_study("s").id)
+    study = storage.get_study("s")
+    trials = storage.trials(study.id)
     assert [t.state for t in trials] == ["FAIL", "FAIL"]
     assert all("time limit" in (t.reason or "") for t in trials)
+    # No trial completed: the study has no result, so it failed (exit code 1), and says why.
+    assert proc.returncode == 1, proc.stderr
+    assert study.state == "FAILED" and (study.reason or "").startswith(
+        "no trial completed (2 failed, 0 pruned)"
+    )
+    assert "time limit" in (study.reason or "")
 
 
 def test_cancel_stops_a_running_study_and_resume_finishes_it(tmp_path: Path) -> None:
