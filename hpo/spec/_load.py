@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,9 +12,13 @@ from .._errors import SpecError
 from ._models import TrainSpec
 from ._yaml import ECHO_LIMIT, MAX_BYTES, Positions, dotted, load_yaml, shorten
 
-__all__ = ["load_spec", "load_train_spec", "validation_message"]
+__all__ = ["STDIN", "load_spec", "load_train_spec", "validation_message"]
 
 M = TypeVar("M", bound=BaseModel)
+
+STDIN = "-"
+"""The path that stands for standard input (``hpo validate -``). A file named ``-`` needs a longer
+path, such as ``$PWD/-``: ``Path("./-")`` is ``Path("-")``."""
 
 
 def _file_loc(loc: tuple[str | int, ...], positions: Positions, missing: bool) -> tuple[str | int, ...]:
@@ -75,7 +80,7 @@ def validation_message(exc: ValidationError, positions: Positions, source: str) 
 
 
 def load_spec(path: str | Path, model: type[M]) -> M:
-    """Read and validate a YAML spec file as ``model``.
+    """Read and validate a YAML spec file as ``model``; the path ``-`` reads standard input.
 
     Raises:
         SpecError: unreadable file, a file past the size limit, YAML error, or validation error (one
@@ -96,8 +101,17 @@ def load_spec(path: str | Path, model: type[M]) -> M:
 
 
 def _read(path: str | Path) -> tuple[str, bytes]:
-    """The name for messages and the first ``MAX_BYTES + 1`` bytes of the file: enough to tell that a
-    file is too long without reading all of a huge file or a device."""
+    """The name for messages and the first ``MAX_BYTES + 1`` bytes of the file (or of standard input):
+    enough to tell that a file is too long without reading all of a huge file or a device."""
+    if str(path) == STDIN:
+        source = "<stdin>"
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise SpecError(f"{source}: cannot read: there is no standard input")
+        try:
+            return source, stream.read(MAX_BYTES + 1)
+        except (OSError, ValueError) as exc:  # ValueError: standard input is closed
+            raise SpecError(f"{source}: cannot read: {shorten(str(exc))}") from None
     source = shorten(str(path), None)
     try:
         with open(path, "rb") as file:

@@ -1,9 +1,12 @@
 """The study loader is bounded and strict: a file past a limit (size, nesting, aliases, values after
 expansion), a recursive alias or a YAML 1.1 number form is one error line pointing into the file; a
-message echoes values shortened and escaped."""
+message echoes values shortened and escaped; ``-`` reads standard input."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +15,11 @@ import pytest
 from hpo import SpecError
 from hpo.spec import StudySpec, load_study_spec, load_yaml
 from hpo.spec._yaml import ECHO_LIMIT, MAX_ALIASES, MAX_BYTES, MAX_DEPTH, MAX_NODES, dotted, shorten
+from hpo.storage import Storage
+from tests.cli import ROOT
 from tests.cli import run_hpo as _hpo
 from tests.hpo.test_study_spec import BASE
+from tests.invariants import check_study
 
 
 def _write(tmp_path: Path, text: str | bytes, name: str = "study.yaml") -> Path:
@@ -342,6 +348,37 @@ def test_shorten_and_dotted() -> None:
     assert dotted(tuple(f"k{i}" for i in range(100)), limit=20) == "...k96.k97.k98.k99"
 
 
+# --- standard input ----------------------------------------------------------------------------
+
+
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data), encoding="utf-8"))
+
+
+def test_dash_reads_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    _stdin(monkeypatch, BASE.encode())
+    assert load_study_spec("-").name == "s1"
+    _stdin(monkeypatch, BASE.encode())
+    assert load_study_spec(Path("-")).name == "s1"  # the CLI's argument is a Path
+    _stdin(monkeypatch, b"name: [\n")
+    with pytest.raises(SpecError, match=r"^<stdin>:2:1: YAML syntax error: "):
+        load_study_spec("-")
+    _stdin(monkeypatch, b"#" * (MAX_BYTES + 10))
+    with pytest.raises(SpecError, match=rf"^<stdin>:1:{MAX_BYTES + 1}: the file is longer than 256 KiB"):
+        load_study_spec("-")
+
+
+def test_closed_or_missing_standard_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.TextIOWrapper(io.BytesIO(b""))
+    stream.close()
+    monkeypatch.setattr(sys, "stdin", stream)
+    with pytest.raises(SpecError, match=r"^<stdin>: cannot read: "):
+        load_study_spec("-")
+    monkeypatch.setattr(sys, "stdin", None)
+    with pytest.raises(SpecError, match=r"^<stdin>: cannot read: there is no standard input$"):
+        load_study_spec("-")
+
+
 # --- the command line --------------------------------------------------------------------------
 
 
@@ -388,3 +425,32 @@ def test_validate_refuses_a_device_quickly() -> None:
         f"error: /dev/zero:1:{MAX_BYTES + 1}: the file is longer than 256 KiB, "
         "the most a study file may have\n"
     )
+
+
+def _hpo_stdin(text: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "hpo", *args]
+    return subprocess.run(
+        command, cwd=ROOT, input=text, capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def test_validate_dash_reads_standard_input() -> None:
+    proc = _hpo_stdin(BASE, "validate", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert "ok: study s1, 4 trials in 1 stages" in proc.stderr
+    proc = _hpo_stdin(BASE.replace("epochs: 2", "epochs: 0x1"), "validate", "-")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        "error: <stdin>:5:27: search.stages[0].epochs: 0x1 is read as 1 by YAML 1.1"
+    )
+
+
+def test_submit_dash_runs_the_study_from_standard_input(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    proc = _hpo_stdin(BASE, "submit", "-", "--db", db, "--workers", "1", "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    storage = Storage(db)
+    assert check_study(storage, "s1")["study"].state == "COMPLETE"
+    bad = _hpo_stdin(BASE.replace("name: s1", "name: s2\nseed: 1:30"), "submit", "-", "--db", db)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: <stdin>:2:7: seed: 1:30 is read as 90")
+    assert storage.find_study("s2") is None
