@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import TypeVar
 
@@ -9,18 +10,15 @@ from pydantic import BaseModel, ValidationError
 
 from .._errors import SpecError
 from ._models import TrainSpec
-from ._yaml import Positions, load_yaml
+from ._yaml import ECHO_LIMIT, MAX_BYTES, Positions, dotted, load_yaml, shorten
 
-__all__ = ["load_spec", "load_train_spec", "validation_message"]
+__all__ = ["STDIN", "load_spec", "load_train_spec", "validation_message"]
 
 M = TypeVar("M", bound=BaseModel)
 
-
-def _dotted(loc: tuple[str | int, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+STDIN = "-"
+"""The path that stands for standard input (``hpo validate -``). A file named ``-`` needs a longer
+path, such as ``$PWD/-``: ``Path("./-")`` is ``Path("-")``."""
 
 
 def _file_loc(loc: tuple[str | int, ...], positions: Positions, missing: bool) -> tuple[str | int, ...]:
@@ -62,13 +60,15 @@ def validation_message(exc: ValidationError, positions: Positions, source: str) 
         msg = f"expected a mapping (key: value), got {_kind(err.get('input'))}"
     elif err["type"] == "union_tag_invalid":
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
-        msg = f"{ctx.get('tag')!r} is not one of {ctx.get('expected_tags')}"
+        msg = f"{shorten(str(ctx.get('tag')))!r} is not one of {ctx.get('expected_tags')}"
     elif err["type"] == "union_tag_not_found":
         loc = (*loc, str(ctx.get("discriminator", "type")).strip("'"))
         msg = "field required"
     elif msg.startswith("Value error, "):
         msg = msg.removeprefix("Value error, ")
-    field = _dotted(loc)
+    # Our own messages shorten what they echo; this bounds any other message the same way.
+    msg = shorten(msg, 8 * ECHO_LIMIT)
+    field = dotted(loc)
     # Point at the field itself, or at the closest enclosing mapping that exists in the file.
     probe = loc
     while probe and probe not in positions:
@@ -80,20 +80,14 @@ def validation_message(exc: ValidationError, positions: Positions, source: str) 
 
 
 def load_spec(path: str | Path, model: type[M]) -> M:
-    """Read and validate a YAML spec file as ``model``.
+    """Read and validate a YAML spec file as ``model``; the path ``-`` reads standard input.
 
     Raises:
-        SpecError: unreadable file, YAML error, or validation error (one line, with position).
+        SpecError: unreadable file, a file past the size limit, YAML error, or validation error (one
+            line, with position).
     """
-    p = Path(path)
-    source = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(f"{source}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{source}: cannot read: {exc}") from None
-    data, positions = load_yaml(text, source)
+    source, raw = _read(path)
+    data, positions = load_yaml(_decode(raw, source), source)
     if not isinstance(data, dict):
         raise SpecError(
             f"{source}:1:1: the file must be a mapping of sections, got {type(data).__name__}",
@@ -104,6 +98,57 @@ def load_spec(path: str | Path, model: type[M]) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         raise validation_message(exc, positions, source) from None
+
+
+def _read(path: str | Path) -> tuple[str, bytes]:
+    """The name for messages and the first ``MAX_BYTES + 1`` bytes of the file (or of standard input):
+    enough to tell that a file is too long without reading all of a huge file or a device."""
+    if str(path) == STDIN:
+        source = "<stdin>"
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:
+            raise SpecError(f"{source}: cannot read: there is no standard input")
+        try:
+            return source, stream.read(MAX_BYTES + 1)
+        except (OSError, ValueError) as exc:  # ValueError: standard input is closed
+            raise SpecError(f"{source}: cannot read: {shorten(str(exc))}") from None
+    source = shorten(str(path), None)
+    try:
+        with open(path, "rb") as file:
+            return source, file.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise SpecError(f"{source}: no such file") from None
+    except OSError as exc:
+        raise SpecError(f"{source}: cannot read: {shorten(exc.strerror or str(exc))}") from None
+
+
+def _decode(data: bytes, source: str) -> str:
+    """The text of a file read by :func:`_read`: within ``MAX_BYTES``, and UTF-8.
+
+    The position of a file that is too long is where it reaches the limit.
+    """
+    if len(data) > MAX_BYTES:
+        line, col = _byte_position(data, MAX_BYTES)
+        raise SpecError(
+            f"{source}:{line}:{col}: the file is longer than {MAX_BYTES // 1024} KiB, the most a study "
+            "file may have",
+            line=line,
+            column=col,
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line, col = _byte_position(data, exc.start)
+        raise SpecError(
+            f"{source}:{line}:{col}: not UTF-8 text (byte 0x{data[exc.start]:02x})", line=line, column=col
+        ) from None
+
+
+def _byte_position(data: bytes, offset: int) -> tuple[int, int]:
+    """The 1-based (line, column in characters) of byte ``offset``, as YAML's own positions count."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    column = len(data[start:offset].decode("utf-8", errors="replace")) + 1
+    return data.count(b"\n", 0, offset) + 1, column
 
 
 def load_train_spec(path: str | Path) -> TrainSpec:

@@ -40,6 +40,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from .._errors import SpecError
 from ._load import load_spec
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
+from ._yaml import ECHO_LIMIT, shorten
 
 __all__ = [
     "CategoricalParameter",
@@ -105,8 +106,15 @@ def _located(loc: Loc, message: str, value: Any = None) -> ValidationError:
     )
 
 
+_LONG_INT = 10**ECHO_LIMIT
+"""Integers from here on are described, not printed."""
+
+
 def _fmt(value: Any) -> str:
-    return repr(value) if isinstance(value, str) else json.dumps(value)
+    """A value as a message echoes it: a string quoted, a number as JSON, cut to one short line."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _LONG_INT:
+        return f"an integer of {value.bit_length()} bits"  # not converted: str() refuses 4300+ digits
+    return shorten(repr(value) if isinstance(value, str) else json.dumps(value))
 
 
 # --- search -----------------------------------------------------------------------------------
@@ -188,11 +196,11 @@ class IntParameter(_RangeChecks, _Strict):
     def _valid_range(self) -> IntParameter:
         self._check_range()
         if self.log and self.step != 1:
-            raise _located(("step",), f"a log range needs step 1, got {self.step}", self.step)
+            raise _located(("step",), f"a log range needs step 1, got {_fmt(self.step)}", self.step)
         if (self.high - self.low) % self.step:
             raise _located(
                 ("high",),
-                f"high - low ({self.high - self.low}) must be a multiple of step {self.step}",
+                f"high - low ({_fmt(self.high - self.low)}) must be a multiple of step {_fmt(self.step)}",
                 self.high,
             )
         return self
@@ -346,7 +354,7 @@ class SearchSpec(_Strict):
             )
             if all(type(n) is int for n in counts) and sum(counts) != trials:
                 raise ValueError(
-                    f"trials is {trials} but the stages add up to {sum(counts)}: give one of them"
+                    f"trials is {trials} but the stages add up to {_fmt(sum(counts))}: give one of them"
                 )
             return data
         return {**data, "stages": default_stages(str(data.get("sampler", "narrowing")), trials)}
@@ -541,7 +549,7 @@ class StudySpec(_Strict):
             raise _located(
                 ("search", "parameters", name),
                 "model.depth needs model.width searched too, or a model.hidden_sizes of layers of one "
-                f"width (got {hidden})",
+                f"width (got {shorten(str(hidden))})",
                 name,
             )
 
@@ -586,7 +594,8 @@ class StudySpec(_Strict):
         if set(params) != names:
             missing, unknown = sorted(names - set(params)), sorted(set(params) - names)
             raise SpecError(
-                f"trial parameters: missing {missing}, unknown {unknown}", field="search.parameters"
+                f"trial parameters: missing {shorten(str(missing))}, unknown {shorten(str(unknown))}",
+                field="search.parameters",
             )
         sections: dict[str, dict[str, Any]] = {
             "model": self.model.model_dump(),
@@ -604,7 +613,7 @@ class StudySpec(_Strict):
             ):
                 raise SpecError(
                     f"trial parameters: {name}={_fmt(value)} is not one of "
-                    f"[{', '.join(_fmt(c) for c in param.choices)}]",
+                    f"{shorten('[' + ', '.join(_fmt(c) for c in param.choices) + ']', 4 * ECHO_LIMIT)}",
                     field=name,
                 )
             if (section, field) == ("model", "width"):
@@ -706,7 +715,7 @@ def _resolve(name: str, loc: Loc) -> tuple[str, str]:
         hint = f"; did you mean {candidates[close[0]]!r}?"
     else:
         hint = f"; valid names: {', '.join(sorted(k for k in valid if '.' not in k))}"
-    raise _located(loc, f"unknown parameter {name!r}{hint}", name)
+    raise _located(loc, f"unknown parameter {_fmt(name)}{hint}", name)
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
