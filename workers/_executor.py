@@ -16,6 +16,7 @@ from hpo._executor import BrokerError, Executor
 from hpo._urls import redact_url
 from hpo.storage import Storage
 
+from ._messages import TASK_NAME
 from .app import settings_of
 
 __all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
@@ -62,7 +63,7 @@ class CeleryExecutor(Executor):
             with self.app.producer_or_acquire() as producer:
                 for trial_id in trial_ids:
                     self.app.send_task(
-                        "hpo.run_trial",
+                        TASK_NAME,
                         args=[int(trial_id)],
                         task_id=_task_id(int(trial_id)),
                         queue=self.settings.queue,

@@ -20,10 +20,11 @@ from celery.exceptions import ImproperlyConfigured
 
 from hpo import Settings, get_settings
 
+from ._messages import TASK_NAME
+
 __all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "settings_of", "worker_id"]
 
 log = logging.getLogger(__name__)
-TASK_NAME = "hpo.run_trial"
 
 
 def worker_id() -> str:
