@@ -1,7 +1,8 @@
 """Poison messages: anything on a task queue that is not hpo's message never stops a worker.
 
-The pure message check (``workers._messages.decode_message``) is fuzzed with hypothesis against
-a message captured from Redis as hpo's executor sends it.
+Real Redis, real PostgreSQL, real `hpo worker` processes for the end-to-end cases; the pure
+message check (``workers._messages.decode_message``) is fuzzed with hypothesis against a message
+captured from Redis as hpo's executor sends it.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import operator
 import os
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from hpo import Settings
+from hpo.storage import Storage
+from tests.invariants import check_study
 from workers._messages import MAX_TRIAL_ID, TASK_NAME, MessageError, decode_message
+from workers._transport import RAW_LIMIT, Transport, dead_letter_key
+
+from .conftest import Workers, wait_for, write_study
+from .test_faults import snapshot, submit, wait_finished
 
 pytestmark = pytest.mark.services
 
@@ -76,7 +84,173 @@ def with_body(message: dict[str, Any], body: Any) -> dict[str, Any]:
     return changed(message, "body", _b64(body))
 
 
+def poison(message: dict[str, Any], trial: int) -> list[tuple[bytes, str]]:
+    """The classes of poison: (raw message, what its reason must say)."""
+    body = _body(message)
+
+    def enc(m: Any) -> bytes:
+        return json.dumps(m).encode()
+
+    def args(value: Any) -> bytes:
+        return enc(with_body(message, [[value], *body[1:]]))
+
+    without_headers = {k: v for k, v in message.items() if k != "headers"}
+    return [
+        (b"hello, worker", "message is not JSON"),
+        (b"\xff\xfe{}", "message is not UTF-8"),
+        (b"[1, 2, 3]", "message must be an object"),
+        (b'"just a string"', "message must be an object"),
+        (b"[" * 5000, "message is nested too deeply"),
+        (b'{"body": "' + b"A" * 70_000 + b'"}', "more than 65536"),
+        (b'{"body": "", "body": ""}', "duplicate key"),
+        # kombu's JSON reads {"__type__", "__value__"} objects as dates, bytes, decimals...
+        (b'{"__type__": "decimal", "__value__": "not a number"}', "unknown field '__type__'"),
+        (
+            enc(changed(message, "headers.stamps", {"__type__": "bytes", "__value__": 5})),
+            "headers.stamps must be",
+        ),
+        (enc(with_body(message, {"args": [trial], "kwargs": {}})), "body must be [args, kwargs, options]"),
+        (enc(with_body(message, [[trial], {}])), "body must be [args, kwargs, options], got a list of 2"),
+        (enc(with_body(message, "a string")), "body must be [args, kwargs, options], got a string"),
+        (enc(changed(message, "body", "not base64!")), "body is not base64"),
+        (enc(changed(message, "body", base64.b64encode(b"{nope").decode())), "body is not JSON"),
+        (enc(changed(message, "headers.timelimit", "x")), "headers.timelimit must be [hard, soft]"),
+        (enc(changed(message, "headers.eta", "garbage")), "headers.eta must be null"),
+        (enc(changed(message, "headers.expires", "tomorrow")), "headers.expires must be null"),
+        (
+            enc(changed(message, "headers.task", "hpo.drop_everything")),
+            "unregistered task 'hpo.drop_everything'",
+        ),
+        (enc(changed(message, "headers.retries", "1")), "headers.retries must be an integer"),
+        (enc(changed(message, "headers.is_eager", True)), "headers has an unknown field 'is_eager'"),
+        (enc(without_headers), "message.headers is missing"),
+        (enc(changed(message, "content-type", "application/x-python-serialize")), "(pickle), not accepted"),
+        (enc(changed(message, "properties.delivery_tag", "\udc80")), "properties.delivery_tag must be"),
+        (enc(changed(message, "properties.delivery_info", [])), "properties.delivery_info must be an object"),
+        *[(args(bad), "invalid trial id") for bad in (0, -1, 2**31, 2**63, "7", True, 1.5, None)],
+        (enc(with_body(message, [[trial, trial], *body[1:]])), "invalid trial id"),
+        (enc(with_body(message, [[trial], {"x": 1}, body[2]])), "body kwargs must be {}"),
+        (
+            enc(with_body(message, [[trial], {}, {**body[2], "callbacks": [{"task": "x"}]}])),
+            "callbacks must be null",
+        ),
+        (enc(with_body(message, [[trial], {}, {**body[2], "chain": [{"task": "x"}]}])), "chain must be null"),
+        (enc(with_body(message, [[trial], {}, {**body[2], "chord": {"task": "x"}}])), "chord must be null"),
+    ]
+
+
+def dead_letters(client: redis.Redis, queue: str) -> list[dict[str, Any]]:
+    """The dead letters of ``queue``, oldest first."""
+    return [json.loads(r) for r in reversed(client.lrange(dead_letter_key(queue), 0, -1))]
+
+
+def check_dead_letter(record: dict[str, Any], raw: bytes, expected: str, queue: str, log: str) -> None:
+    reason = record["reason"]
+    assert expected in reason and "\n" not in reason, (expected, reason)
+    assert record["queue"] == queue and record["size"] == len(raw)
+    assert record["raw"] == raw.decode("utf-8", "backslashreplace")[:RAW_LIMIT]
+    assert datetime.fromisoformat(record["at"]).tzinfo is not None
+    assert f"rejected a message on queue {queue}: {reason};" in log, reason
+
+
+# --- end to end: real workers ---------------------------------------------------------------------
+
+
+def test_poison_is_dead_lettered_and_logged_and_the_worker_keeps_serving(
+    tmp_path: Path, workers: Workers, storage: Storage, study_name: str, captured: dict[str, Any]
+) -> None:
+    (w,) = workers.start(1)
+    submit(write_study(tmp_path / "a.yaml", study_name, t0=3, t1=2), workers, wait=True)
+    before = snapshot(storage, study_name)
+    pool = sorted(w.pool())
+    cases = poison(captured, trial=before[0][0])  # the poison names a real trial
+
+    client = redis.Redis.from_url(workers.broker)
+    app = _app(workers.broker, workers.queue, workers.db)
+    try:
+        client.lpush(workers.queue, *[raw for raw, _ in cases])
+        # A real message behind the poison (the queue is FIFO): its trial is finished, so it is skipped.
+        app.send_task(TASK_NAME, args=[before[0][0]], task_id="poison-control", queue=workers.queue)
+        wait_for(lambda: "[poison-control] succeeded" in w.text(), 30, "the message behind the poison")
+        records = dead_letters(client, workers.queue)
+        assert len(records) == len(cases)
+        for record, (raw, expected) in zip(records, cases, strict=True):
+            check_dead_letter(record, raw, expected, workers.queue, w.text())
+        assert client.llen(workers.queue) == 0 and client.hlen("unacked") == 0  # none was ever delivered
+    finally:
+        app.close()
+        client.close()
+    assert snapshot(storage, study_name) == before
+    # The same worker, the same pool processes, and it keeps running studies.
+    assert w.proc.poll() is None and sorted(w.pool()) == pool
+    second = f"{study_name}-b"
+    submit(write_study(tmp_path / "b.yaml", second, t0=3, t1=2), workers)
+    wait_finished(storage, second, workers)
+    check_study(storage, second)
+    assert w.proc.poll() is None and "Traceback" not in w.text()
+
+
+def test_a_worker_restarting_onto_poison_in_the_queue_and_the_unacked_hash_serves(
+    tmp_path: Path, workers: Workers, storage: Storage, study_name: str, captured: dict[str, Any]
+) -> None:
+    """What an older worker's crash leaves behind: the message that killed it back in the queue,
+    or still in kombu's ``unacked`` hash; and an entry there that kombu itself cannot read."""
+    client = redis.Redis.from_url(workers.broker)
+    in_queue = json.dumps(with_body(captured, {"args": [1]})).encode()
+    in_unacked = with_body(captured, [[1], {}])
+    client.lpush(workers.queue, in_queue)
+    client.hset("unacked", "poison-tag", json.dumps([in_unacked, "", workers.queue]))
+    client.hset("unacked", "garbage-tag", b"\xffnot json")
+    client.zadd("unacked_index", {"poison-tag": 0, "garbage-tag": 0})  # delivered long ago
+    try:
+        (w,) = workers.start(1)  # fails if the worker exits
+        wait_for(lambda: len(dead_letters(client, workers.queue)) == 2, 20, "the two poison messages")
+        queue_records = dead_letters(client, workers.queue)
+        (unacked_record,) = dead_letters(client, "unacked")
+        assert client.hlen("unacked") == 0 and client.zcard("unacked_index") == 0
+    finally:
+        client.close()
+    restored = changed(
+        changed(in_unacked, "headers.redelivered", True), "properties.delivery_info.redelivered", True
+    )
+    assert {r["raw"] for r in queue_records} == {in_queue.decode(), json.dumps(restored)}
+    assert all("body must be [args, kwargs, options]" in r["reason"] for r in queue_records)
+    assert "is not JSON [message, exchange, routing_key]" in unacked_record["reason"]
+    submit(write_study(tmp_path / "s.yaml", study_name, t0=3, t1=2), workers)
+    wait_finished(storage, study_name, workers)
+    check_study(storage, study_name)
+    assert w.proc.poll() is None and "Traceback" not in w.text()
+
+
 # --- the pieces -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "host", "ssl"),
+    [
+        ("redis://127.0.0.1:6379/4", "127.0.0.1", None),
+        ("rediss://:pw@redis.example:6380/0", "redis.example", "CERT_REQUIRED"),
+        ("rediss://:pw@redis.example:6380/0?ssl_cert_reqs=none", "redis.example", "CERT_NONE"),
+        (
+            "rediss://redis.example:6380/0?ssl_cert_reqs=required&ssl_ca_certs=/ca.pem",
+            "redis.example",
+            "CERT_REQUIRED",
+        ),
+    ],
+)
+def test_redis_urls_get_the_checking_transport_and_keep_their_tls(
+    url: str, host: str, ssl: str | None
+) -> None:
+    conn = _app(url).connection_for_read()  # builds the transport; connects to nothing
+    assert isinstance(conn.transport, Transport)
+    assert conn.hostname == host and (conn.ssl and conn.ssl["ssl_cert_reqs"].name) == ssl
+    if "ssl_ca_certs" in url:
+        assert conn.ssl["ssl_ca_certs"] == "/ca.pem"
+
+
+def test_other_brokers_keep_their_own_transport() -> None:
+    conn = _app("amqp://guest@localhost//").connection_for_read()
+    assert not isinstance(conn.transport, Transport)
 
 
 @pytest.mark.parametrize("bad", [2**31, 2**63, 0, False])
