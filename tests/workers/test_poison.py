@@ -222,6 +222,30 @@ def test_a_worker_restarting_onto_poison_in_the_queue_and_the_unacked_hash_serve
     assert w.proc.poll() is None and "Traceback" not in w.text()
 
 
+def test_the_reaper_counts_only_hpo_messages_as_queued(broker_url: str, captured: dict[str, Any]) -> None:
+    from workers._executor import CeleryExecutor
+
+    queue = f"q-{uuid.uuid4().hex[:8]}"
+    executor = CeleryExecutor(_app(broker_url, queue))
+    client = redis.Redis.from_url(broker_url)
+    try:
+        executor.dispatch([3, 4])
+        client.lpush(queue, b"garbage", json.dumps(with_body(captured, [[5], {}])))
+        entries = {
+            "a": b"5",
+            "b": b"\xff",
+            "c": json.dumps([with_body(captured, [[9], {}, {}]), "", queue]),
+            "d": json.dumps([with_body(captured, [[11], {}, {}]), "", "another-queue"]),
+            "e": json.dumps([with_body(captured, [[12], {}]), "", queue]),
+            "f": b"[" * 100_000,
+        }
+        client.hset("unacked", mapping=entries)
+        assert executor.queued_trial_ids() == {3, 4, 9}
+    finally:
+        client.close()
+        executor.app.close()
+
+
 # --- the pieces -------------------------------------------------------------------------------------
 
 
