@@ -7,6 +7,7 @@ import sys
 import uuid
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
@@ -16,6 +17,7 @@ from hpo._executor import BrokerError, Executor
 from hpo._urls import redact_url
 from hpo.storage import Storage
 
+from ._messages import TASK_NAME, MessageError, decode_message
 from .app import settings_of
 
 __all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
@@ -24,17 +26,28 @@ _TASK_ID_PREFIX = "hpo-trial-"
 
 
 def _task_id(trial_id: int) -> str:
-    # The trial id in the message's own id lets the reaper see which trials are queued.
+    # The trial id in the message's own id: a person reading the queue sees which trial it is.
     return f"{_TASK_ID_PREFIX}{trial_id}-{uuid.uuid4().hex[:12]}"
 
 
-def _trial_of(task_id: str) -> int | None:
-    if not task_id.startswith(_TASK_ID_PREFIX):
+def _trial_in(message: Any) -> int | None:
+    if message is None:
         return None
     try:
-        return int(task_id[len(_TASK_ID_PREFIX) :].split("-", 1)[0])
-    except ValueError:
+        return decode_message(message)
+    except MessageError:
         return None
+
+
+def _unacked_message(entry: bytes, queue: str) -> Any:
+    """The message of a kombu ``unacked`` entry (``[message, exchange, routing_key]``) of ``queue``."""
+    try:
+        value = json.loads(entry)
+    except (ValueError, RecursionError):
+        return None
+    if type(value) is list and len(value) == 3 and value[2] == queue and type(value[0]) is dict:
+        return value[0]
+    return None
 
 
 class CeleryExecutor(Executor):
@@ -62,7 +75,7 @@ class CeleryExecutor(Executor):
             with self.app.producer_or_acquire() as producer:
                 for trial_id in trial_ids:
                     self.app.send_task(
-                        "hpo.run_trial",
+                        TASK_NAME,
                         args=[int(trial_id)],
                         task_id=_task_id(int(trial_id)),
                         queue=self.settings.queue,
@@ -81,21 +94,16 @@ class CeleryExecutor(Executor):
 
         try:
             client = redis.Redis.from_url(url, socket_timeout=5)
-            raw = client.lrange(self.settings.queue, 0, -1)
-            # Delivered but not yet acknowledged messages (kombu's Redis transport keeps them here).
-            raw += [json.loads(v)[0] for v in client.hvals("unacked")]
-        except (redis.RedisError, OSError, ValueError, IndexError):
+            with client:
+                queued = client.lrange(self.settings.queue, 0, -1)
+                # Delivered, unacknowledged messages (kombu's Redis transport keeps them here).
+                unacked = client.hvals("unacked")
+        except (redis.RedisError, OSError, ValueError):
             return None
-        found: set[int] = set()
-        for item in raw:
-            try:
-                message = json.loads(item) if isinstance(item, bytes | str) else item
-                trial = _trial_of(str(message["headers"]["id"]))
-            except (ValueError, KeyError, TypeError):
-                continue
-            if trial is not None:
-                found.add(trial)
-        return found
+        # Anyone with broker access can write these: what is not hpo's message (the worker
+        # refuses it too) is no queued trial, and never stops the count.
+        messages = [*queued, *(_unacked_message(entry, self.settings.queue) for entry in unacked)]
+        return {trial for trial in map(_trial_in, messages) if trial is not None}
 
     def worker_command(self, *, concurrency: int, queues: str | None, loglevel: str) -> list[str]:
         return [

@@ -20,10 +20,11 @@ from celery.exceptions import ImproperlyConfigured
 
 from hpo import Settings, get_settings
 
+from ._messages import TASK_NAME
+
 __all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "settings_of", "worker_id"]
 
 log = logging.getLogger(__name__)
-TASK_NAME = "hpo.run_trial"
 
 
 def worker_id() -> str:
@@ -51,12 +52,18 @@ def _broker_ssl(broker_url: str) -> dict[str, Any] | None:
     return {"ssl_cert_reqs": ssl.CERT_REQUIRED}  # verify the server unless the URL says otherwise
 
 
+def _broker_transport(broker_url: str) -> str | None:
+    # kombu's Redis transport with hpo's message check in front (workers/_transport.py). Chosen by
+    # name, so kombu still parses the URL as for `redis://`; other brokers keep kombu's own.
+    return "workers._transport:Transport" if urlsplit(broker_url).scheme in ("redis", "rediss") else None
+
+
 def create_app(settings: Settings | None = None) -> Celery:
     """A Celery app configured from hpo's settings (``HPO_BROKER_URL``, ``HPO_DATABASE_URL``...).
 
-    JSON only, late acknowledgement, redelivery when a pool process dies, one message prefetched
-    per process, and time limits strictly below the Redis visibility timeout (set everywhere
-    Celery reads it).
+    JSON only, every message checked before Celery parses it (``workers._transport``), late
+    acknowledgement, redelivery when a pool process dies, one message prefetched per process,
+    and time limits strictly below the Redis visibility timeout (set everywhere Celery reads it).
 
     Raises:
         ImproperlyConfigured: no broker, or time limits that conflict.
@@ -71,6 +78,7 @@ def create_app(settings: Settings | None = None) -> Celery:
     app.conf.update(
         broker_url=settings.broker_url,
         broker_use_ssl=_broker_ssl(settings.broker_url),
+        broker_transport=_broker_transport(settings.broker_url),
         broker_transport_options=transport,
         result_backend_transport_options=transport,
         broker_connection_retry_on_startup=True,

@@ -7,13 +7,19 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import Reject
 
+from ._messages import TASK_NAME, MessageError, trial_id_of
+
 __all__ = ["register", "run_trial"]
 
 
 def run_trial(task: Task, trial_id: Any) -> str:
     """Run one trial by id. A second delivery finds it claimed or finished and does nothing."""
-    if type(trial_id) is not int or trial_id <= 0:
-        raise Reject(f"invalid trial id {trial_id!r}", requeue=False)
+    # The transport checked the message already (workers._messages); checked again here, so a
+    # task called any other way gets the same answer.
+    try:
+        trial_id = trial_id_of(trial_id)
+    except MessageError as exc:
+        raise Reject(exc.reason, requeue=False) from None
     from hpo._orchestration import execute_trial
 
     from ._executor import executor_for, storage_for
@@ -26,4 +32,4 @@ def run_trial(task: Task, trial_id: Any) -> str:
 
 def register(app: Celery) -> None:
     """Register hpo's tasks on ``app``."""
-    app.task(name="hpo.run_trial", bind=True, acks_late=True, reject_on_worker_lost=True)(run_trial)
+    app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True)(run_trial)
