@@ -3,7 +3,9 @@
 Every transition is a compare-and-set: a conditional ``UPDATE`` whose returned rows say whether it
 happened (SQLite drops ``FOR UPDATE``, so no transition relies on it). On SQLite every write
 transaction begins with ``BEGIN IMMEDIATE`` (see :mod:`hpo.storage._engine`); on PostgreSQL
-``claim_next`` picks with ``FOR UPDATE SKIP LOCKED``.
+``claim_next`` picks with ``FOR UPDATE SKIP LOCKED``. Every time written or compared (leases,
+heartbeats, enqueue times, created/started/finished) is the database's clock, computed in the
+statement (:func:`hpo.storage._clock.db_now`): hosts whose clocks disagree judge leases alike.
 
 Trial states (``docs/architecture.md``)::
 
@@ -25,13 +27,14 @@ import logging
 import math
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from . import _optuna_mirror as optuna_mirror
+from ._clock import db_now
 from ._engine import (
     FINISH_LOCK_CLASS,
     _check_url,
@@ -91,10 +94,6 @@ def dispose_engines() -> None:
     """Close this process's engines: hpo's and those of the cached Optuna storages."""
     _dispose_hpo_engines()
     optuna_mirror.dispose_optuna_storages()
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _study(m: Mapping[str, Any]) -> StudyRow:
@@ -200,8 +199,9 @@ def _progress_query() -> sa.Select[Any]:
 def _claim_statement(postgresql: bool) -> Any:
     """:meth:`Storage.claim_with_study`'s statement, built once.
 
-    Binds ``trial_id``, ``claim_worker``, ``claim_now`` and ``claim_until``. Building it per call
-    cost ~0.3 ms, a tenth of a trial's bookkeeping through the queue.
+    Binds ``trial_id``, ``claim_worker`` and ``claim_lease`` (seconds; the lease runs from the
+    database's clock). Building it per call cost ~0.3 ms, a tenth of a trial's bookkeeping through
+    the queue.
     """
     running = _running_study(_T.c.study_id, share_lock=postgresql)
     claim = (
@@ -211,8 +211,8 @@ def _claim_statement(postgresql: bool) -> Any:
             state=TrialState.RUNNING.value,
             attempts=_T.c.attempts + 1,
             worker=sa.bindparam("claim_worker", type_=_T.c.worker.type),
-            started_at=sa.bindparam("claim_now", type_=_T.c.started_at.type),
-            lease_expires_at=sa.bindparam("claim_until", type_=_T.c.lease_expires_at.type),
+            started_at=db_now(),
+            lease_expires_at=db_now(sa.bindparam("claim_lease")),
         )
     )
     if not postgresql:  # SQLite's RETURNING cannot name another table: the study is read after
@@ -227,7 +227,7 @@ def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
     """:meth:`Storage.finish`'s statement, built once.
 
     Binds ``trial_id``, ``held_worker`` (and ``held_attempt``), ``final_state``, ``final_value``,
-    ``final_reason``, ``final_now``, ``final_curves`` and ``final_intermediate`` (``None`` keeps
+    ``final_reason``, ``final_curves`` and ``final_intermediate`` (``None`` keeps
     what the last heartbeat stored). On PostgreSQL its ``RETURNING`` also takes the per-study
     lock that serialises finishes (:data:`FINISH_LOCK_CLASS`): it runs after the row's update, and
     the progress read that follows starts its snapshot once the lock is held.
@@ -246,7 +246,7 @@ def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
             state=sa.bindparam("final_state", type_=_T.c.state.type),
             value=sa.bindparam("final_value", type_=_T.c.value.type),
             reason=sa.bindparam("final_reason", type_=_T.c.reason.type),
-            finished_at=sa.bindparam("final_now", type_=_T.c.finished_at.type),
+            finished_at=db_now(),
             lease_expires_at=None,
             curves=sa.func.coalesce(sa.bindparam("final_curves", type_=_T.c.curves.type), _T.c.curves),
             intermediate=sa.func.coalesce(
@@ -405,7 +405,7 @@ class Storage:
         existing = self.find_study(name)
         if existing is not None:
             return self._same_study(existing, spec_hash), False
-        now = _now()
+        now = db_now()
         try:
             with self._write() as conn:
                 if conn.execute(sa.select(_S.c.id).where(_S.c.name == name)).first() is not None:
@@ -448,7 +448,7 @@ class Storage:
             )
         return self._ensure_optuna_study(existing)
 
-    def _insert_stage(self, conn: Connection, study_id: int, draft: StageDraft, now: datetime) -> None:
+    def _insert_stage(self, conn: Connection, study_id: int, draft: StageDraft, now: db_now) -> None:
         conn.execute(
             sa.insert(_G).values(
                 study_id=study_id,
@@ -468,10 +468,10 @@ class Storage:
         study_id: int,
         stage: int,
         trials: Sequence[tuple[int, Mapping[str, Any], int]],
-        now: datetime,
+        now: db_now,
     ) -> None:
         conn.execute(
-            sa.insert(_T),
+            sa.insert(_T).values(created_at=now),
             [
                 {
                     "study_id": study_id,
@@ -481,7 +481,6 @@ class Storage:
                     "seed": int(seed),
                     "state": TrialState.PENDING.value,
                     "attempts": 0,
-                    "created_at": now,
                 }
                 for number, params, seed in trials
             ],
@@ -639,13 +638,12 @@ class Storage:
     def _claim_values(self, worker: str, lease_seconds: float) -> dict[str, Any]:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
-        now = _now()
         return {
             "state": TrialState.RUNNING.value,
             "attempts": _T.c.attempts + 1,
             "worker": worker,
-            "started_at": now,
-            "lease_expires_at": now + timedelta(seconds=lease_seconds),
+            "started_at": db_now(),
+            "lease_expires_at": db_now(float(lease_seconds)),
         }
 
     def claim_next(self, study_id: int | None, worker: str, lease_seconds: float) -> TrialRow | None:
@@ -705,13 +703,7 @@ class Storage:
         """
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
-        now = _now()
-        params = {
-            "trial_id": trial_id,
-            "claim_worker": worker,
-            "claim_now": now,
-            "claim_until": now + timedelta(seconds=lease_seconds),
-        }
+        params = {"trial_id": trial_id, "claim_worker": worker, "claim_lease": float(lease_seconds)}
         sqlite = self.is_sqlite
         with self._write() as conn:
             m = conn.execute(_claim_statement(not sqlite), params).mappings().first()
@@ -756,7 +748,7 @@ class Storage:
         """
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be > 0")
-        values: dict[str, Any] = {"lease_expires_at": _now() + timedelta(seconds=lease_seconds)}
+        values: dict[str, Any] = {"lease_expires_at": db_now(float(lease_seconds))}
         if curves is not None:
             values["curves"] = dumps(curves)
         if intermediate is not None:
@@ -820,7 +812,6 @@ class Storage:
             "final_state": final.value,
             "final_value": None if value is None else float(value),
             "final_reason": reason,
-            "final_now": _now(),
             "final_curves": None if curves is None else dumps(curves),
             "final_intermediate": intermediate_to_json(intermediate),
         }
@@ -837,12 +828,14 @@ class Storage:
         self,
         conn: Connection,
         where: list[Any],
-        now: datetime,
         max_attempts: int | None,
         *,
         count_attempt: bool = True,
     ) -> tuple[list[int], list[int]]:
         """Move ``RUNNING`` trials matching ``where`` back to ``PENDING`` (or to ``FAIL`` at the cap).
+
+        A trial at the cap is never requeued, even if ``where`` matches it only in the second
+        statement (on SQLite, 'now' moves between statements): the reaper's next pass fails it.
 
         Returns:
             ``(requeued ids, failed ids)``.
@@ -863,7 +856,7 @@ class Storage:
                         state=TrialState.FAIL.value,
                         value=None,
                         reason=reason,
-                        finished_at=now,
+                        finished_at=db_now(),
                         lease_expires_at=None,
                     )
                     .returning(_T.c.id)
@@ -879,8 +872,11 @@ class Storage:
         }
         if not count_attempt:
             values["attempts"] = _T.c.attempts - 1
+        below_cap = [] if max_attempts is None else [_T.c.attempts < max_attempts]
         requeued = list(
-            conn.execute(sa.update(_T).where(*running).values(**values).returning(_T.c.id)).scalars()
+            conn.execute(
+                sa.update(_T).where(*running, *below_cap).values(**values).returning(_T.c.id)
+            ).scalars()
         )
         return requeued, failed
 
@@ -912,7 +908,6 @@ class Storage:
             requeued, failed = self._requeue(
                 conn,
                 self._held(trial_id, worker, attempt),
-                _now(),
                 max_attempts if worker_lost else None,
                 count_attempt=worker_lost,
             )
@@ -932,19 +927,19 @@ class Storage:
         :meth:`advance` for the studies concerned.
 
         Args:
-            now: The time to compare leases with (default: now, UTC).
+            now: The time to compare leases with (default: the database's current time; tests
+                pass a later time instead of waiting).
             max_attempts: Attempt cap.
             study_id: Only this study's trials (default: every study's).
 
         Returns:
             Ids of the trials moved (requeued and failed).
         """
-        now = now or _now()
-        where = [_T.c.lease_expires_at < now]
+        where = [_T.c.lease_expires_at < (db_now() if now is None else now)]
         if study_id is not None:
             where.append(_T.c.study_id == study_id)
         with self._write() as conn:
-            requeued, failed = self._requeue(conn, where, now, max_attempts)
+            requeued, failed = self._requeue(conn, where, max_attempts)
         return sorted(requeued + failed)
 
     def mark_enqueued(self, trial_ids: Iterable[int]) -> int:
@@ -960,7 +955,7 @@ class Storage:
             result = conn.execute(
                 sa.update(_T)
                 .where(_T.c.id.in_(ids), _T.c.state == TrialState.PENDING.value)
-                .values(enqueued_at=_now())
+                .values(enqueued_at=db_now())
             )
         return int(result.rowcount or 0)
 
@@ -968,7 +963,7 @@ class Storage:
         """PENDING trials of running studies never enqueued, or enqueued more than ``older_than``
         seconds ago: their message may be lost (a broker restart) and is owed again.
         """
-        cutoff = _now() - timedelta(seconds=older_than)
+        cutoff = db_now(-float(older_than))
         running = sa.select(_S.c.id).where(_S.c.state == StudyState.RUNNING.value)
         query = (
             sa.select(_T)
@@ -1017,7 +1012,7 @@ class Storage:
         """
         if next_stage is not None:
             _check_draft(next_stage, expected_stage + 1, None)
-        now = _now()
+        now = db_now()
         unfinished = (
             sa.select(_T.c.id)
             .where(_T.c.study_id == study_id, _T.c.stage == expected_stage, _T.c.state.in_(_UNFINISHED))
@@ -1099,7 +1094,7 @@ class Storage:
         if not trials:
             raise ValueError("add_trials needs at least one trial")
         _check_trials(trials, None, f"stage {stage}")
-        now = _now()
+        now = db_now()
         try:
             with self._write() as conn:
                 # Lock the study row (PostgreSQL) so add_trials and advance of a study serialise.
@@ -1152,7 +1147,7 @@ class Storage:
             result = conn.execute(
                 sa.update(_S)
                 .where(_S.c.id == study_id)
-                .values(test_result=dumps(test_result), updated_at=_now())
+                .values(test_result=dumps(test_result), updated_at=db_now())
             )
             return result.rowcount == 1
 
@@ -1164,7 +1159,7 @@ class Storage:
                 conn.execute(
                     sa.update(_S)
                     .where(where, _S.c.state == StudyState.RUNNING.value)
-                    .values(state=state.value, reason=reason, updated_at=_now())
+                    .values(state=state.value, reason=reason, updated_at=db_now())
                     .returning(*_S.c)
                 )
                 .mappings()
@@ -1172,7 +1167,7 @@ class Storage:
             )
             if m is None:
                 return None
-            self._requeue(conn, [_T.c.study_id == m["id"]], _now(), None, count_attempt=False)
+            self._requeue(conn, [_T.c.study_id == m["id"]], None, count_attempt=False)
             return _study(m)
 
     def cancel_study(self, name: str, reason: str = "cancelled") -> StudyRow:
@@ -1233,10 +1228,10 @@ class Storage:
                 .where(
                     _S.c.id == study.id, _S.c.state.in_([StudyState.CANCELLED.value, StudyState.FAILED.value])
                 )
-                .values(state=StudyState.RUNNING.value, reason=None, updated_at=_now())
+                .values(state=StudyState.RUNNING.value, reason=None, updated_at=db_now())
             )
             if requeue_running:
-                self._requeue(conn, [_T.c.study_id == study.id], _now(), max_attempts)
+                self._requeue(conn, [_T.c.study_id == study.id], max_attempts)
         return self.get_study(name)
 
     def delete_study(self, name: str) -> None:
