@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._engine import LOCK_CLASS, create_engine, exclusive, redact
-from ._errors import StorageError
+from ._errors import StorageError, database_error_text
 
 __all__ = [
     "HEAD_REVISION",
@@ -166,4 +166,4 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
             with exclusive(engine, "schema", _SCHEMA_LOCK_KEY):
                 upgrade_optuna_schema(url)
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate the database {redact(url)}: {exc}") from exc
+        raise StorageError(f"cannot migrate the database {redact(url)}: {database_error_text(exc)}") from exc

@@ -43,7 +43,7 @@ from ._engine import (
     redact,
 )
 from ._engine import dispose_engines as _dispose_hpo_engines
-from ._errors import StorageError, StudyExistsError, StudyNotFoundError
+from ._errors import StorageError, StudyExistsError, StudyNotFoundError, database_error_text
 from ._migrate import HEAD_REVISION, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
@@ -306,9 +306,10 @@ class Storage:
         except sa.exc.IntegrityError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            text = database_error_text(exc)
             hint = ""
-            if "no such table" in text or "does not exist" in text:
+            # A missing table, not a missing database or role (whose text also says "does not exist").
+            if "no such table" in text or ("relation" in text and "does not exist" in text):
                 hint = " (is the database initialised? run Storage.upgrade())"
             raise StorageError(f"database {redact(self.url)}: {text}{hint}") from exc
 
