@@ -274,15 +274,16 @@ class Storage:
     its own short transaction and returns plain frozen rows.
 
     Args:
-        url: ``sqlite:///FILE`` or ``postgresql+psycopg://USER@HOST:PORT/DB``.
+        url: ``sqlite:///FILE`` or ``postgresql+psycopg://USER@HOST:PORT/DB`` (``postgresql://``
+            is read as the latter, see :func:`hpo._urls.check_database_url`).
 
     Raises:
-        StorageError: The URL names an in-memory SQLite database or an unsupported database.
+        InvalidURLError: The URL is malformed, or names an in-memory SQLite database or an
+            unsupported database (bad input: nothing is opened or written).
     """
 
     def __init__(self, url: str) -> None:
-        _check_url(sa.engine.make_url(url))
-        self.url = url
+        self.url = _check_url(url)
 
     def __repr__(self) -> str:
         return f"Storage({redact(self.url)!r})"
