@@ -186,11 +186,12 @@ def worker(
     broker: BrokerOption = None,
 ) -> None:
     """Start a Celery worker that runs trials (BLAS pinned to one thread per pool process)."""
+    import contextlib
     import os
 
     from hpo import get_settings
     from hpo._blas import blas_environ
-    from hpo._executor import check_database_shareable, load_executor
+    from hpo._executor import BrokerError, check_database_shareable, load_executor
     from hpo._local import default_workers
 
     settings = get_settings()
@@ -199,6 +200,8 @@ def worker(
         raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
     url = check_database_shareable(db or settings.database_url)
     executor = load_executor("celery", broker, url)
+    with contextlib.suppress(BrokerError):  # Redis down: the worker waits for it, but a Redis
+        executor.check()  # database the server lacks is bad input, said now, not retried forever
     argv = executor.worker_command(
         concurrency=concurrency or default_workers(), queues=queues, loglevel=loglevel
     )

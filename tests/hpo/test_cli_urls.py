@@ -121,6 +121,22 @@ def test_submit_refuses_a_bad_broker_url(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_database_number_the_server_lacks_is_bad_input(
+    tmp_path: Path, redis_url: str, redis_queue: str
+) -> None:
+    host, _ = _redis_parts(redis_url)
+    broker = f"redis://:{SECRET}@{host}/2147483647"  # well formed, but no server has that many
+    proc = run_hpo("submit", STUDY, "--broker", broker, "--db", "sqlite:///hpo.db", cwd=tmp_path)
+    _refused(proc, "broker URL", "the Redis server has no database 2147483647")
+    assert list(tmp_path.iterdir()) == []
+    db = tmp_path / "hpo.db"
+    Storage(f"sqlite:///{db}").upgrade()
+    before = sorted(tmp_path.iterdir())
+    proc = run_hpo("worker", "--broker", broker, "--db", "sqlite:///hpo.db", cwd=tmp_path)
+    _refused(proc, "broker URL", "the Redis server has no database 2147483647")  # not retried forever
+    assert sorted(tmp_path.iterdir()) == before
+
+
 @pytest.mark.parametrize("command", [["worker"], ["status", "s"]])
 def test_a_bad_broker_url_from_the_environment_is_named(
     tmp_path: Path, redis_url: str, redis_queue: str, monkeypatch: pytest.MonkeyPatch, command: list[str]
