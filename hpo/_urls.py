@@ -217,7 +217,7 @@ def _check_sqlite_parts(url: str, option: str) -> None:
             option, "a SQLite URL has no host or user: use sqlite:///FILE (sqlite:////FILE for /FILE)"
         )
     database, _, query = rest.removeprefix("/").partition("?")
-    if database in ("", ":memory:") or "mode=memory" in query:
+    if not database or ":memory:" in database or "mode=memory" in query:  # also file::memory:
         raise InvalidURLError(
             option,
             "an in-memory SQLite database cannot be shared by hpo's and Optuna's connections; "

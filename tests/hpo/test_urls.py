@@ -43,6 +43,7 @@ BAD_DATABASE_URLS = [
     ("sqlite:///:memory:", "in-memory"),
     ("sqlite:///file:x?mode=memory&uri=true", "in-memory"),
     ("sqlite://?mode=memory", "in-memory"),
+    ("sqlite:///file::memory:?cache=shared&uri=true", "in-memory"),
     ("sqlite://host/hpo.db", "a SQLite URL has no host or user"),
     ("sqlite://#x", "a SQLite URL has no host or user"),
     (f"sqlite://u:{SECRET}@/hpo.db", "a SQLite URL has no host or user"),
