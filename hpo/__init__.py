@@ -14,11 +14,13 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ._errors import HPOError, SpecError
     from ._settings import Settings, get_settings
+    from ._urls import InvalidURLError
     from .spec import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, load_train_spec
 
 _EXPORTS = {
     "HPOError": "._errors",
     "SpecError": "._errors",
+    "InvalidURLError": "._urls",
     "Settings": "._settings",
     "get_settings": "._settings",
     "DatasetSpec": ".spec",
@@ -31,6 +33,7 @@ _EXPORTS = {
 __all__ = [
     "DatasetSpec",
     "HPOError",
+    "InvalidURLError",
     "ModelSpec",
     "Settings",
     "SpecError",

@@ -33,8 +33,10 @@ class Executor(ABC):
 
     @abstractmethod
     def check(self) -> None:
-        """Raise :class:`BrokerError` if the broker is unreachable (called before anything is
-        written, so a study is never half-submitted)."""
+        """Raise :class:`BrokerError` if the broker is unreachable, and
+        :class:`~hpo._urls.InvalidURLError` if the URL names what the broker lacks (a Redis
+        database beyond the server's count). Called before anything is written, so a study is
+        never half-submitted."""
 
     @abstractmethod
     def dispatch(self, trial_ids: Sequence[int]) -> None:

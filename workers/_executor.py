@@ -8,13 +8,14 @@ import uuid
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
 from hpo import Settings
 from hpo._executor import BrokerError, Executor
-from hpo._urls import redact_url
+from hpo._urls import InvalidURLError, redact_url
 from hpo.storage import Storage
 
 from ._messages import TASK_NAME, MessageError, decode_message
@@ -67,6 +68,12 @@ class CeleryExecutor(Executor):
             with self.app.connection_for_write() as conn:
                 conn.ensure_connection(max_retries=1, interval_start=0, timeout=3)
         except (OSError, KombuError) as exc:
+            if "DB index is out of range" in str(exc):  # Redis' reply to SELECT: bad input, not an outage
+                db = urlsplit(self.settings.broker_url or "").path.strip("/") or "0"
+                raise InvalidURLError(
+                    "broker URL",
+                    f"the Redis server has no database {db} (DB index is out of range; by default: 0..15)",
+                ) from None
             raise BrokerError(f"broker {self.broker} is unreachable: {exc}") from None
 
     def dispatch(self, trial_ids: Sequence[int]) -> None:

@@ -6,7 +6,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -18,17 +18,67 @@ from ._console import out_console
 if TYPE_CHECKING:
     from hpo.storage import Storage
 
-__all__ = ["DbOption", "FormatOption", "emit", "fmt_value", "open_storage"]
+__all__ = [
+    "DbOption",
+    "FormatOption",
+    "NewDbOption",
+    "check_broker_option",
+    "emit",
+    "fmt_value",
+    "open_storage",
+]
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
+
+def _given_as(ctx: typer.Context, param: typer.CallbackParam) -> str:
+    """How the user gave an option's value, for messages: its flag or its environment variable."""
+    source = ctx.get_parameter_source(param.name or "")
+    if source is not None and source.name == "ENVIRONMENT" and isinstance(param.envvar, str):
+        return param.envvar
+    return param.opts[0]
+
+
+def _database_url(ctx: typer.Context, param: typer.CallbackParam, value: str | None, *, exists: bool) -> str:
+    from hpo import get_settings
+    from hpo._urls import check_database_url, check_sqlite_file
+
+    option = _given_as(ctx, param)
+    url = check_database_url(value or get_settings().database_url, option=option)
+    check_sqlite_file(url, option=option, exists=exists)
+    return url
+
+
+def _existing_database(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str:
+    # Checked as the command line is read: a bad URL stops the command before it does anything.
+    return _database_url(ctx, param, value, exists=True)
+
+
+def _new_database(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str:
+    return _database_url(ctx, param, value, exists=False)
+
+
+def check_broker_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
+    """The ``--broker`` option's callback: the URL checked as the command line is read."""
+    if not value:
+        return value
+    from hpo._urls import check_broker_url
+
+    return check_broker_url(value, option=_given_as(ctx, param))
+
+
+def _db_option(callback: Callable[..., str]) -> Any:
+    return typer.Option(
         "--db",
         help="Database URL (SQLAlchemy). Default: sqlite:///hpo.db in the working directory.",
         envvar="HPO_DATABASE_URL",
         show_default=False,
-    ),
-]
+        callback=callback,
+    )
+
+
+DbOption = Annotated[str | None, _db_option(_existing_database)]
+"""A database that must exist (a SQLite file is never created by a command that only reads)."""
+NewDbOption = Annotated[str | None, _db_option(_new_database)]
+"""A database that the command may create."""
 FormatOption = Annotated[
     OutputFormat, typer.Option("--format", "-f", help="Output format.", envvar="HPO_FORMAT")
 ]

@@ -116,8 +116,9 @@ def _executor_if_configured(database_url: str) -> Any:
     if not broker:
         return None
     from hpo._executor import load_executor
+    from hpo._urls import check_broker_url
 
-    return load_executor("celery", broker, database_url)
+    return load_executor("celery", check_broker_url(broker, option="HPO_BROKER_URL"), database_url)
 
 
 def _status_doc(storage: Storage, name: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ._app import EXIT_FAILURE, app
-from ._common import DbOption, open_storage
+from ._common import DbOption, NewDbOption, check_broker_option, open_storage
 from ._console import err_console, out_console
 
 __all__ = ["cancel", "delete", "resume", "schema", "submit", "validate"]
@@ -42,6 +42,7 @@ BrokerOption = Annotated[
         help="Celery broker URL (redis:// or rediss://). With one, trials run on `hpo worker` processes.",
         envvar="HPO_BROKER_URL",
         show_default=False,
+        callback=check_broker_option,
     ),
 ]
 
@@ -49,7 +50,7 @@ BrokerOption = Annotated[
 @app.command()
 def submit(
     study_file: Annotated[Path, typer.Argument(help="The study's YAML file.")],
-    db: DbOption = None,
+    db: NewDbOption = None,
     workers: WorkersOption = None,
     progress: ProgressOption = True,
     broker: BrokerOption = None,
@@ -185,11 +186,12 @@ def worker(
     broker: BrokerOption = None,
 ) -> None:
     """Start a Celery worker that runs trials (BLAS pinned to one thread per pool process)."""
+    import contextlib
     import os
 
     from hpo import get_settings
     from hpo._blas import blas_environ
-    from hpo._executor import check_database_shareable, load_executor
+    from hpo._executor import BrokerError, check_database_shareable, load_executor
     from hpo._local import default_workers
 
     settings = get_settings()
@@ -198,6 +200,8 @@ def worker(
         raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
     url = check_database_shareable(db or settings.database_url)
     executor = load_executor("celery", broker, url)
+    with contextlib.suppress(BrokerError):  # Redis down: the worker waits for it, but a Redis
+        executor.check()  # database the server lacks is bad input, said now, not retried forever
     argv = executor.worker_command(
         concurrency=concurrency or default_workers(), queues=queues, loglevel=loglevel
     )
@@ -310,7 +314,7 @@ app.add_typer(db_app, name="db")
 
 
 @db_app.command("upgrade")
-def db_upgrade(db: DbOption = None) -> None:
+def db_upgrade(db: NewDbOption = None) -> None:
     """Create or migrate hpo's tables (prefix hpo_) to the latest version."""
     from hpo import get_settings
     from hpo.storage import Storage

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import sys
 
+from .._errors import SpecError
 from ._errors import StorageError
 from ._migrate import current_revision, upgrade
 
@@ -26,6 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         upgrade(url)
         print(f"hpo tables at revision {current_revision(url)}")
+    except SpecError as exc:  # a malformed URL
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except StorageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from ._errors import StorageError
+from .._urls import check_database_url, redact_url
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -59,8 +59,10 @@ _fork_hook_registered = False
 
 
 def redact(url: str | URL) -> str:
-    """The URL as text with any password hidden, for messages."""
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as text with any password hidden, for messages (any text: see ``redact_url``)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    return redact_url(url)
 
 
 def is_sqlite(engine_or_url: Engine | Connection | str | URL) -> bool:
@@ -70,18 +72,10 @@ def is_sqlite(engine_or_url: Engine | Connection | str | URL) -> bool:
     return make_url(engine_or_url).get_backend_name() == "sqlite"
 
 
-def _check_url(url: URL) -> None:
-    backend = url.get_backend_name()
-    if backend == "sqlite":
-        if url.database in (None, "", ":memory:") or "mode=memory" in str(url.query):
-            raise StorageError(
-                "an in-memory SQLite database cannot be shared by hpo's and Optuna's connections; "
-                "use a file, e.g. sqlite:///hpo.db"
-            )
-    elif backend != "postgresql":
-        raise StorageError(
-            f"unsupported database {backend!r}: use sqlite:///FILE or postgresql+psycopg://..."
-        )
+def _check_url(url: str | URL) -> str:
+    """The URL checked and normalized (:func:`hpo._urls.check_database_url`)."""
+    text = url.render_as_string(hide_password=False) if isinstance(url, URL) else url
+    return check_database_url(text)
 
 
 def sqlite_begin_immediate(engine: Engine) -> None:
@@ -180,15 +174,15 @@ def create_engine(url: str | URL) -> Engine:
         The engine.
 
     Raises:
-        StorageError: In-memory SQLite, or a database other than SQLite and PostgreSQL.
+        InvalidURLError: A malformed URL, in-memory SQLite, or a database other than SQLite and
+            PostgreSQL (see :func:`hpo._urls.check_database_url`).
     """
     global _fork_hook_registered
     key = url if isinstance(url, str) else url.render_as_string(hide_password=False)
     engine = _engines.get(key)
     if engine is not None:
         return engine
-    parsed = make_url(url)
-    _check_url(parsed)
+    parsed = make_url(_check_url(url))
     with _lock:
         if not _fork_hook_registered and hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .._errors import HPOError
 
-__all__ = ["StorageError", "StudyExistsError", "StudyNotFoundError"]
+__all__ = ["StorageError", "StudyExistsError", "StudyNotFoundError", "database_error_text"]
 
 
 class StorageError(HPOError):
@@ -17,3 +17,13 @@ class StudyExistsError(StorageError):
 
 class StudyNotFoundError(StorageError):
     """No study of that name (or id) exists."""
+
+
+def database_error_text(exc: BaseException) -> str:
+    """The first line of a database error's own message, for a one-line report.
+
+    SQLAlchemy's text adds the statement, its parameters and a link on further lines; the
+    driver's (``exc.orig``) first line says what went wrong.
+    """
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

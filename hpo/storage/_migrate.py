@@ -20,8 +20,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._engine import LOCK_CLASS, create_engine, exclusive, redact
-from ._errors import StorageError
+from ._engine import LOCK_CLASS, _check_url, create_engine, exclusive, redact
+from ._errors import StorageError, database_error_text
 
 __all__ = [
     "HEAD_REVISION",
@@ -148,6 +148,7 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
     """
     from alembic import command
 
+    url = _check_url(url)  # Alembic and Optuna get the normalized URL too
     engine = create_engine(url)
     try:
         with engine.begin() as conn:
@@ -166,4 +167,4 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
             with exclusive(engine, "schema", _SCHEMA_LOCK_KEY):
                 upgrade_optuna_schema(url)
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate the database {redact(url)}: {exc}") from exc
+        raise StorageError(f"cannot migrate the database {redact(url)}: {database_error_text(exc)}") from exc

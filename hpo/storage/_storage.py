@@ -47,7 +47,7 @@ from ._engine import (
     redact,
 )
 from ._engine import dispose_engines as _dispose_hpo_engines
-from ._errors import StorageError, StudyExistsError, StudyNotFoundError
+from ._errors import StorageError, StudyExistsError, StudyNotFoundError, database_error_text
 from ._migrate import HEAD_REVISION, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
@@ -283,15 +283,16 @@ class Storage:
     its own short transaction and returns plain frozen rows.
 
     Args:
-        url: ``sqlite:///FILE`` or ``postgresql+psycopg://USER@HOST:PORT/DB``.
+        url: ``sqlite:///FILE`` or ``postgresql+psycopg://USER@HOST:PORT/DB`` (``postgresql://``
+            is read as the latter, see :func:`hpo._urls.check_database_url`).
 
     Raises:
-        StorageError: The URL names an in-memory SQLite database or an unsupported database.
+        InvalidURLError: The URL is malformed, or names an in-memory SQLite database or an
+            unsupported database (bad input: nothing is opened or written).
     """
 
     def __init__(self, url: str) -> None:
-        _check_url(sa.engine.make_url(url))
-        self.url = url
+        self.url = _check_url(url)
 
     def __repr__(self) -> str:
         return f"Storage({redact(self.url)!r})"
@@ -315,9 +316,10 @@ class Storage:
         except sa.exc.IntegrityError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            text = database_error_text(exc)
             hint = ""
-            if "no such table" in text or "does not exist" in text:
+            # A missing table, not a missing database or role (whose text also says "does not exist").
+            if "no such table" in text or ("relation" in text and "does not exist" in text):
                 hint = " (is the database initialised? run Storage.upgrade())"
             raise StorageError(f"database {redact(self.url)}: {text}{hint}") from exc
 

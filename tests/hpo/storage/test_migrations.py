@@ -8,7 +8,6 @@ import threading
 from pathlib import Path
 
 import optuna
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -173,12 +172,3 @@ def test_import_does_no_work() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.stdout.strip() == "ok", result.stderr
-
-
-def test_in_memory_sqlite_is_refused() -> None:
-    from hpo.storage import StorageError
-
-    with pytest.raises(StorageError, match="in-memory"):
-        Storage("sqlite://")
-    with pytest.raises(StorageError, match="unsupported"):
-        Storage("mysql://u@h/db")
