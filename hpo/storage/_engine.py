@@ -26,6 +26,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 from .._urls import check_database_url, redact_url
+from ._errors import StorageError
 
 __all__ = [
     "BUSY_TIMEOUT_S",
