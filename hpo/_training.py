@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 import engine
 
-from .spec import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
+from .spec import CategoricalParameter, DatasetSpec, ModelSpec, SpecFile, StudySpec, TrainingSpec, TrainSpec
 
 __all__ = [
     "TrainedNetwork",
     "build_network",
+    "check_study_data",
     "format_bytes",
     "load_data",
     "memory_limit",
@@ -71,6 +74,64 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1000
     raise AssertionError("unreachable")
+
+
+def check_study_data(study: SpecFile[StudySpec]) -> engine.Dataset:
+    """Load a study's data and check that its largest network fits in this machine's memory.
+
+    What ``hpo validate`` and a local ``hpo submit`` check before anything is written: a study
+    whose data cannot be loaded would otherwise be left half-made under its name.
+
+    Returns:
+        The data, split as every trial will see it.
+
+    Raises:
+        SpecError: The data cannot be loaded (naming ``dataset.path`` or the field at fault, at its
+            line:column in the file), or the network cannot fit.
+    """
+    spec = study.spec
+    try:
+        data = load_data(spec.dataset, spec.training.dtype)
+    except engine.DatasetError as exc:
+        field = "training.dtype" if exc.field == "dtype" else f"dataset.{exc.field}"
+        raise study.error(field, str(exc)) from None
+    field, trial = _largest_trial(study.spec)
+    needed, limit = train_memory(trial.model, trial.training, data), memory_limit()
+    if needed > limit:
+        raise study.error(
+            field,
+            f"training this network needs at least {format_bytes(needed)} (parameters, gradients, "
+            f"optimizer state and activations), more than this machine's {format_bytes(limit)}",
+        )
+    return data
+
+
+# The searched fields that make a network's training need more memory, and the value of each
+# that needs the most (numeric fields: the range's high end).
+_MEMORY_FIELDS: dict[tuple[str, str], Callable[[list[Any]], Any]] = {
+    ("model", "width"): max,
+    ("model", "depth"): max,
+    ("model", "batchnorm"): max,  # True > False
+    ("training", "batch_size"): max,
+    ("training", "dtype"): lambda choices: "float64" if "float64" in choices else choices[0],
+    ("training", "optimizer"): lambda choices: max(
+        choices, key=lambda name: engine.OPTIMIZERS[str(name)].state_slots
+    ),
+}
+
+
+def _largest_trial(spec: StudySpec) -> tuple[str, TrainSpec]:
+    """The trial of the first stage that needs the most memory, and the field to blame for it."""
+    params: dict[str, Any] = {}
+    field = "model.hidden_sizes"
+    for name, target in spec.parameter_targets().items():
+        param = spec.search.parameters[name]
+        values = list(param.choices) if isinstance(param, CategoricalParameter) else [param.low, param.high]
+        pick = _MEMORY_FIELDS.get(target)
+        params[name] = values[0] if pick is None else pick(values)
+        if target in (("model", "width"), ("model", "depth")):
+            field = f"search.parameters.{name}"
+    return field, spec.trial_spec(params, 0)
 
 
 def build_network(

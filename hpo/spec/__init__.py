@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._load import load_spec, load_train_spec, validation_message
+from ._load import SpecFile, load_spec, load_spec_file, load_train_spec, validation_message
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
 from ._study import (
     CategoricalParameter,
@@ -16,6 +16,7 @@ from ._study import (
     SearchSpec,
     StageSpec,
     StudySpec,
+    load_study_file,
     load_study_spec,
     study_json_schema,
 )
@@ -34,11 +35,14 @@ __all__ = [
     "Positions",
     "PrunerSpec",
     "SearchSpec",
+    "SpecFile",
     "StageSpec",
     "StudySpec",
     "TrainSpec",
     "TrainingSpec",
     "load_spec",
+    "load_spec_file",
+    "load_study_file",
     "load_study_spec",
     "load_train_spec",
     "load_yaml",

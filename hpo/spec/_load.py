@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -12,7 +13,7 @@ from .._errors import SpecError
 from ._models import TrainSpec
 from ._yaml import ECHO_LIMIT, MAX_BYTES, Positions, dotted, load_yaml, shorten
 
-__all__ = ["STDIN", "load_spec", "load_train_spec", "validation_message"]
+__all__ = ["STDIN", "SpecFile", "load_spec", "load_spec_file", "load_train_spec", "validation_message"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -79,6 +80,32 @@ def validation_message(exc: ValidationError, positions: Positions, source: str) 
     return SpecError(f"{where}: {label}{msg}", field=field, line=line, column=col)
 
 
+@dataclass(frozen=True)
+class SpecFile(Generic[M]):
+    """A validated spec with where it came from, so that later checks (its data, its memory) can
+    point into the file as validation does.
+
+    Attributes:
+        spec: The validated model.
+        source: The file's name in messages (``<stdin>`` for ``-``).
+        positions: Line and column of every value in the file.
+    """
+
+    spec: M
+    source: str
+    positions: Positions
+
+    def error(self, field: str, message: str) -> SpecError:
+        """A one-line :class:`SpecError` about ``field`` (dotted, ``dataset.path``), at its position
+        in the file, or at the closest enclosing section the file has (a default value)."""
+        probe: tuple[str | int, ...] = tuple(field.split("."))
+        while probe and probe not in self.positions:
+            probe = probe[:-1]
+        line, col = self.positions.get(probe, (None, None))
+        where = f"{self.source}:{line}:{col}" if line else self.source
+        return SpecError(f"{where}: {field}: {message}", field=field, line=line, column=col)
+
+
 def load_spec(path: str | Path, model: type[M]) -> M:
     """Read and validate a YAML spec file as ``model``; the path ``-`` reads standard input.
 
@@ -86,6 +113,11 @@ def load_spec(path: str | Path, model: type[M]) -> M:
         SpecError: unreadable file, a file past the size limit, YAML error, or validation error (one
             line, with position).
     """
+    return load_spec_file(path, model).spec
+
+
+def load_spec_file(path: str | Path, model: type[M]) -> SpecFile[M]:
+    """:func:`load_spec`, keeping the file's name and positions with the spec (see :class:`SpecFile`)."""
     source, raw = _read(path)
     data, positions = load_yaml(_decode(raw, source), source)
     if not isinstance(data, dict):
@@ -95,7 +127,7 @@ def load_spec(path: str | Path, model: type[M]) -> M:
             column=1,
         )
     try:
-        return model.model_validate(data)
+        return SpecFile(model.model_validate(data), source, positions)
     except ValidationError as exc:
         raise validation_message(exc, positions, source) from None
 

@@ -38,7 +38,7 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .._errors import SpecError
-from ._load import load_spec
+from ._load import SpecFile, load_spec, load_spec_file
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
 from ._yaml import ECHO_LIMIT, shorten
 
@@ -54,6 +54,7 @@ __all__ = [
     "SearchSpec",
     "StageSpec",
     "StudySpec",
+    "load_study_file",
     "load_study_spec",
     "study_json_schema",
 ]
@@ -725,6 +726,11 @@ def load_study_spec(path: str | Path) -> StudySpec:
         SpecError: unreadable file, YAML error or invalid study: one line, ``file:line:col: field: message``.
     """
     return load_spec(path, StudySpec)
+
+
+def load_study_file(path: str | Path) -> SpecFile[StudySpec]:
+    """:func:`load_study_spec`, with the file's positions for checks that come later (the data)."""
+    return load_spec_file(path, StudySpec)
 
 
 def study_json_schema() -> dict[str, Any]:
