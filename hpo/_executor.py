@@ -56,8 +56,14 @@ class Executor(ABC):
         """The command line that starts a worker process with these options."""
 
 
-def load_executor(name: str, broker_url: str, database_url: str) -> Executor:
+def load_executor(name: str, broker_url: str, database_url: str, *, queue: str | None = None) -> Executor:
     """The executor registered as ``name`` in the ``hpo.executors`` entry-point group.
+
+    Args:
+        name: The executor's entry-point name (``celery``).
+        broker_url: The broker.
+        database_url: The results database.
+        queue: The queue to send to (default: the configured one, ``HPO_QUEUE``).
 
     Raises:
         HPOError: no such executor is installed.
@@ -66,7 +72,8 @@ def load_executor(name: str, broker_url: str, database_url: str) -> Executor:
     if not found:
         raise HPOError(f"no executor {name!r} is installed (entry-point group {ENTRY_POINT_GROUP})")
     factory = found[0].load()
-    executor = factory(broker_url=broker_url, database_url=database_url)
+    options = {} if queue is None else {"queue": queue}
+    executor = factory(broker_url=broker_url, database_url=database_url, **options)
     if not isinstance(executor, Executor):
         raise HPOError(f"executor {name!r} is not an hpo Executor")
     return executor

@@ -129,13 +129,15 @@ class CeleryExecutor(Executor):
         ]
 
 
-def make_executor(broker_url: str, database_url: str) -> CeleryExecutor:
-    """The ``hpo.executors`` entry point: an executor for these URLs."""
+def make_executor(broker_url: str, database_url: str, queue: str | None = None) -> CeleryExecutor:
+    """The ``hpo.executors`` entry point: an executor for these URLs (and this queue, default
+    ``HPO_QUEUE``)."""
     from hpo import Settings
 
     from .app import create_app
 
-    return CeleryExecutor(create_app(Settings(broker_url=broker_url, database_url=database_url)))
+    options = {} if queue is None else {"queue": queue}
+    return CeleryExecutor(create_app(Settings(broker_url=broker_url, database_url=database_url, **options)))
 
 
 @cache

@@ -6,22 +6,25 @@ import csv
 import io
 import json
 import math
+import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.table import Table
 
 from ._app import OutputFormat
-from ._console import out_console
+from ._console import err_console, out_console
 
 if TYPE_CHECKING:
     from hpo.storage import Storage
 
 __all__ = [
+    "OUTAGE_SECONDS",
     "DbOption",
     "FormatOption",
     "NewDbOption",
+    "Outages",
     "check_broker_option",
     "emit",
     "fmt_value",
@@ -133,3 +136,49 @@ def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None
     for row in rows:
         table.add_row(*(fmt_value(row[c]) for c in columns))
     out_console().print(table)
+
+
+T = TypeVar("T")
+
+OUTAGE_SECONDS = 600.0
+"""How long ``--wait`` and ``status --watch`` keep retrying a database or broker that does not
+answer before they give up (exit code 1): long enough for a restart or a failover."""
+
+
+class Outages:
+    """Runs the polling steps of a command that follows a study, riding out database and broker
+    blips: a step that fails to reach either is retried with backoff (0.1 s doubling to 5 s), with
+    one line on stderr when the outage starts and one when it ends.
+    """
+
+    def __init__(self, give_up: float = OUTAGE_SECONDS) -> None:
+        self.give_up = give_up
+        self._since: float | None = None
+        self._delay = 0.1
+
+    def run(self, step: Callable[[], T]) -> T | None:
+        """``step()``, or None after a failed attempt (the caller polls again).
+
+        Raises:
+            StorageError, BrokerError: The outage lasted longer than ``give_up`` seconds.
+        """
+        from hpo._executor import BrokerError
+        from hpo.storage import StorageError
+
+        try:
+            value = step()
+        except (StorageError, BrokerError) as exc:
+            now = time.monotonic()
+            if self._since is None:
+                self._since = now
+                err_console().print(f"warning: {exc}; retrying", markup=False, highlight=False)
+            elif now - self._since > self.give_up:
+                raise
+            time.sleep(self._delay)
+            self._delay = min(self._delay * 2, 5.0)
+            return None
+        if self._since is not None:
+            lasted = time.monotonic() - self._since
+            err_console().print(f"reconnected after {lasted:.0f} s", highlight=False)
+            self._since, self._delay = None, 0.1
+        return value

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ._app import EXIT_FAILURE, app
-from ._common import DbOption, NewDbOption, check_broker_option, open_storage
+from ._common import DbOption, NewDbOption, Outages, check_broker_option, open_storage
 from ._console import err_console, out_console
 
 __all__ = ["cancel", "delete", "resume", "schema", "submit", "validate"]
@@ -66,12 +66,16 @@ def submit(
     """
     from hpo._local import default_workers
     from hpo._orchestration import submit_study
-    from hpo.spec import load_study_spec
+    from hpo._training import check_study_data
+    from hpo.spec import load_study_file
 
-    spec = load_study_spec(study_file)  # bad input: exit 2 before anything is written
+    loaded = load_study_file(study_file)  # bad input: exit 2 before anything is written
+    spec = loaded.spec
     if broker:
+        _check_data_if_here(loaded)
         _submit_remote(spec, db, broker, workers, wait, progress)
         return
+    check_study_data(loaded)  # bad data too: the study is never left half-made under its name
     storage = open_storage(db, create=True)
     n = workers or default_workers()
     study, created = submit_study(storage, spec)
@@ -87,9 +91,27 @@ def submit(
             "nothing new written"
         )
         if study.state != "RUNNING":
-            _print_best(storage, study.name)
+            _report_end(storage, study)
             return
     _run(storage, study.name, n, progress)
+
+
+def _check_data_if_here(loaded: object) -> None:
+    """In broker mode, check the data when this host has it too (a file missing here may exist
+    where the workers run: then the workers' first trial finds out, and fails the study)."""
+    from pathlib import Path
+
+    from hpo._training import check_study_data
+    from hpo.spec import SpecFile
+
+    assert isinstance(loaded, SpecFile)
+    path = loaded.spec.dataset.path
+    if path is None or Path(path).exists():
+        check_study_data(loaded)
+    else:
+        err_console().print(
+            f"note: dataset.path {path} is not on this host; the workers check it", highlight=False
+        )
 
 
 def _submit_remote(
@@ -130,14 +152,15 @@ def _submit_remote(
 
 
 def _watch(storage: object, name: str, executor: object, progress: bool) -> None:
-    """Follow a remotely running study until it ends, reaping now and then."""
+    """Follow a remotely running study until it ends, reaping now and then; database and broker
+    blips are ridden out (:class:`~hpo.cli._common.Outages`)."""
     import math
     import time
 
     from hpo import get_settings
     from hpo._local import Progress
     from hpo._orchestration import reap
-    from hpo.storage import Storage
+    from hpo.storage import Storage, StudyRow
 
     from ._progress import LiveProgress
 
@@ -145,27 +168,29 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
     settings = get_settings()
     start = last_reap = time.perf_counter()
     last_shown = -math.inf
+    outages = Outages()
+
+    def poll(live: LiveProgress) -> StudyRow:
+        nonlocal last_shown, last_reap
+        study = storage.get_study(name)
+        # The state is polled often (the command returns soon after the study ends), the
+        # display is redrawn less often.
+        if progress and (study.state != "RUNNING" or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
+            last_shown = time.perf_counter()
+            counts = storage.counts(study.id)
+            stage_counts = storage.counts(study.id, stage=study.current_stage)
+            live(Progress(study, counts, stage_counts, time.perf_counter() - start, workers_alive=-1))
+        due = time.perf_counter() - last_reap > settings.reaper_interval
+        if executor is not None and study.state == "RUNNING" and due:
+            last_reap = time.perf_counter()
+            reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
+        return study
+
     with LiveProgress(storage) as live:
         while True:
-            study = storage.get_study(name)
-            # The state is polled often (the command returns soon after the study ends), the
-            # display is redrawn less often.
-            if progress and (study.state != "RUNNING" or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
-                last_shown = time.perf_counter()
-                live(
-                    Progress(
-                        study,
-                        storage.counts(study.id),
-                        storage.counts(study.id, stage=study.current_stage),
-                        time.perf_counter() - start,
-                        workers_alive=-1,
-                    )
-                )
-            if study.state != "RUNNING":
+            study = outages.run(lambda: poll(live))
+            if study is not None and study.state != "RUNNING":
                 break
-            if executor is not None and time.perf_counter() - last_reap > settings.reaper_interval:
-                reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
-                last_reap = time.perf_counter()
             time.sleep(POLL_SECONDS)
     _report_end(storage, study)
 
@@ -193,12 +218,16 @@ def worker(
     from hpo._blas import blas_environ
     from hpo._executor import BrokerError, check_database_shareable, load_executor
     from hpo._local import default_workers
+    from hpo.storage import Storage
 
     settings = get_settings()
     broker = broker or settings.broker_url
     if not broker:
         raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
     url = check_database_shareable(db or settings.database_url)
+    # Refuse to start on a database it cannot use (unreachable, refused, schema behind): a worker
+    # that starts anyway takes messages and can only drop them.
+    Storage(url).check_schema()
     executor = load_executor("celery", broker, url)
     with contextlib.suppress(BrokerError):  # Redis down: the worker waits for it, but a Redis
         executor.check()  # database the server lacks is bad input, said now, not retried forever
@@ -216,14 +245,57 @@ def resume(
     db: DbOption = None,
     workers: WorkersOption = None,
     progress: ProgressOption = True,
+    broker: BrokerOption = None,
+    local: Annotated[
+        bool, typer.Option("--local", help="Run a study submitted to a broker here, in local processes.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="With a broker: follow the study until it ends.")
+    ] = False,
 ) -> None:
-    """Continue an interrupted or cancelled study."""
+    """Continue an interrupted, cancelled or failed study where it was submitted: in local processes,
+    or on its broker queue again (a study submitted with --broker never runs here unless --local).
+    """
+    from hpo import get_settings
     from hpo._local import default_workers
 
     storage = open_storage(db)
+    queue = storage.get_study(name).queue
+    if queue is not None and not local:
+        broker = broker or get_settings().broker_url
+        if not broker:
+            raise typer.BadParameter(
+                f"study {name} runs on the queue {queue!r}: give its broker (--broker or HPO_BROKER_URL) "
+                "to queue it there again, or --local to run it here",
+                param_hint="--broker",
+            )
+        _resume_remote(storage, name, broker, queue, wait, progress)
+        return
     study = storage.resume_study(name)
     err_console().print(f"resuming [bold]{study.name}[/] at stage {study.current_stage + 1}")
     _run(storage, name, workers or default_workers(), progress)
+
+
+def _resume_remote(storage: object, name: str, broker: str, queue: str, wait: bool, progress: bool) -> None:
+    from hpo._executor import load_executor
+    from hpo._orchestration import reap
+    from hpo._urls import redact_url
+    from hpo.storage import Storage
+
+    assert isinstance(storage, Storage)
+    executor = load_executor("celery", broker, storage.url, queue=queue)
+    executor.check()  # before the study is set running again
+    study = storage.resume_study(name)
+    sent = reap(storage, executor, grace=0.0)  # every owed trial of it goes on its queue now
+    err_console().print(
+        f"resuming [bold]{study.name}[/] at stage {study.current_stage + 1}: {len(sent)} trials queued "
+        f"on {queue!r} at {redact_url(broker)}",
+        highlight=False,
+    )
+    if wait:
+        _watch(storage, name, executor, progress)
+    else:
+        err_console().print(f"follow it with: hpo status {name} --watch", highlight=False)
 
 
 def _run(storage: object, name: str, workers: int, progress: bool) -> None:
@@ -249,7 +321,9 @@ def _report_end(storage: object, study: object) -> None:
         _print_best(storage, study.name)
         return
     err_console().print(
-        f"study [bold]{study.name}[/] {study.state.lower()}: {study.reason or ''}", highlight=False
+        f"study [bold]{study.name}[/] {study.state.lower()}: {study.reason or ''}; "
+        f"`hpo resume {study.name}` continues it",
+        highlight=False,
     )
     raise typer.Exit(EXIT_FAILURE)
 
@@ -265,15 +339,34 @@ def _print_best(storage: object, name: str) -> None:
 
 
 @app.command()
-def validate(study_file: Annotated[Path, typer.Argument(help="The study's YAML file.")]) -> None:
-    """Check a study file without running or writing anything."""
-    from hpo.spec import load_study_spec
+def validate(
+    study_file: Annotated[Path, typer.Argument(help="The study's YAML file (- reads standard input).")],
+    data: Annotated[
+        bool,
+        typer.Option(
+            "--data/--no-data",
+            help="Also load the data and check that the network fits in memory (--no-data: the file "
+            "only, e.g. where the data lives on the workers' hosts).",
+        ),
+    ] = True,
+) -> None:
+    """Check a study file, and its data, without running or writing anything."""
+    from hpo._training import check_study_data
+    from hpo.spec import load_study_file
 
-    spec = load_study_spec(study_file)
+    loaded = load_study_file(study_file)
+    spec = loaded.spec
+    summary = ""
+    if data:
+        split = check_study_data(loaded)
+        summary = (
+            f"; data {split.train.x.shape[0]}/{split.val.x.shape[0]}/{split.test.x.shape[0]} "
+            f"train/val/test rows, {split.input_size} features, {split.num_classes} classes"
+        )
     err_console().print(
-        f"{study_file}: ok: study {spec.name}, {spec.total_trials} trials "
+        f"{loaded.source}: ok: study {spec.name}, {spec.total_trials} trials "
         f"in {len(spec.search.stages)} stages, "
-        f"parameters {', '.join(spec.search.parameters)}",
+        f"parameters {', '.join(spec.search.parameters)}{summary}",
         highlight=False,
     )
 
