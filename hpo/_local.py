@@ -15,6 +15,8 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,11 +62,51 @@ def _worker_id(index: int) -> str:
 _DATA_CACHE: dict[str, Any] = {}
 
 
-def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any) -> None:
-    """A local worker: claim, train, record, until the study is over or the parent says stop."""
+# A local worker told to stop (its parent died, or SIGTERM) releases its trial at the end of the
+# current epoch; one whose epoch outlasts this exits anyway, and its trial's lease expires.
+STOP_GRACE_SECONDS = 30.0
+
+
+def _die_with_parent(parent: int) -> threading.Event:
+    """Make this worker stop when its parent dies (SIGKILL included) or when it gets SIGTERM.
+
+    Linux sends the chosen signal when the parent exits (``PR_SET_PDEATHSIG``); no orphan goes on
+    claiming trials and finishing a study in the background.
+
+    Returns:
+        An event set when the worker must stop.
+    """
+    dying = threading.Event()
+
+    def on_term(_signum: int, _frame: Any) -> None:
+        dying.set()
+        # A daemon timer fires while a long epoch holds the main thread, and never delays an exit.
+        timer = threading.Timer(STOP_GRACE_SECONDS, os._exit, args=(1,))
+        timer.daemon = True
+        timer.start()
+
+    signal.signal(signal.SIGTERM, on_term)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before the request above took effect
+        on_term(signal.SIGTERM, None)
+    return dying
+
+
+def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any, parent: int) -> None:
+    """A local worker: claim, train, record, until the study is over, the parent says stop, or the
+    parent is gone."""
     # Ctrl-C reaches every process of the terminal's group; the parent handles it and tells the
     # workers through `stop`, so that they release their trial instead of dying mid-write.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    dying = _die_with_parent(parent)
+
+    def should_stop() -> bool:
+        return stop.is_set() or dying.is_set()
+
     from threadpoolctl import threadpool_limits
 
     from ._orchestration import advance, run_trial, study_spec
@@ -75,7 +117,7 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
     spec = study_spec(storage.get_study_by_id(study_id))
     max_attempts = spec.limits.max_attempts
     idle_since: float | None = None
-    while not stop.is_set():
+    while not should_stop():
         trial = storage.claim_next(study_id, worker, lease_seconds=60.0)
         if trial is None:
             study = storage.get_study_by_id(study_id)
@@ -92,7 +134,7 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
             time.sleep(POLL_SECONDS)
             continue
         idle_since = None
-        run_trial(storage, trial, worker, data_cache=_DATA_CACHE, should_stop=stop.is_set)
+        run_trial(storage, trial, worker, data_cache=_DATA_CACHE, should_stop=should_stop)
 
 
 def run_local(
@@ -138,11 +180,18 @@ def run_local(
 
     def start(index: int) -> None:
         p = ctx.Process(
-            target=_worker_main, args=(storage.url, study.id, index, n, stop), name=f"hpo-local-{index}"
+            target=_worker_main,
+            args=(storage.url, study.id, index, n, stop, os.getpid()),
+            name=f"hpo-local-{index}",
         )
         p.start()
         procs[index] = p
 
+    # SIGTERM (a service manager, `kill`) stops the run as Ctrl-C does: the workers release their
+    # trials and the study stays resumable. SIGKILL cannot be caught: the workers notice the parent
+    # is gone (see _die_with_parent).
+    main = threading.current_thread() is threading.main_thread()  # only it may set handlers
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     for i in range(n):
         start(i)
     t0 = time.perf_counter()
@@ -179,9 +228,15 @@ def run_local(
         message = f"interrupted; `hpo resume {study.name}` continues the study"
         raise LocalRunInterruptedError(message) from None
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         stop.set()
         for p in procs.values():
             p.join(timeout=10)
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _snapshot(storage: Storage, study: StudyRow, t0: float, alive: int) -> Progress:
