@@ -767,16 +767,18 @@ def execute_trial(
     *,
     executor: Executor | None = None,
     lease: float = LEASE_SECONDS,
+    queues: Sequence[str] | None = None,
 ) -> str:
     """Claim a trial by id and run it: the body of a remote worker's task.
 
     A message for a trial that is not PENDING (finished, or running elsewhere: a redelivery, a
-    duplicate, a late message after the reaper re-sent it) is acknowledged and does nothing.
+    duplicate, a late message after the reaper re-sent it), or whose study is not bound to one of
+    ``queues`` (another queue's, or a local run), is acknowledged and does nothing.
 
     Returns:
         ``"skipped"`` or the trial's final state.
     """
-    claimed = storage.claim_with_study(trial_id, worker, lease)
+    claimed = storage.claim_with_study(trial_id, worker, lease, queues=queues)
     if claimed is None:
         return "skipped"
     trial, study = claimed

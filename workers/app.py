@@ -22,7 +22,7 @@ from hpo import Settings, get_settings
 
 from ._messages import TASK_NAME
 
-__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "settings_of", "worker_id"]
+__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "queues_of", "settings_of", "worker_id"]
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,14 @@ def create_app(settings: Settings | None = None) -> Celery:
     return app
 
 
+def queues_of(app: Celery) -> list[str]:
+    """The queues this worker consumes (``-Q``; default ``HPO_QUEUE``): it runs trials of studies
+    bound to these only, whatever queue a message came through (a message says what its sender
+    wants, so it proves nothing)."""
+    consumed = list(app.amqp.queues.consume_from or ())
+    return consumed or [settings_of(app).queue]
+
+
 def settings_of(app: Celery) -> Settings:
     """The hpo settings an app was created with."""
     settings: Settings = app.hpo_settings  # type: ignore[attr-defined]
@@ -129,10 +137,14 @@ def _prepare_worker(sender: Any = None, **_: Any) -> None:
     import importlib
 
     from hpo._executor import check_database_shareable
+    from hpo.storage import Storage
 
     settings = settings_of(sender.app)
     try:
         check_database_shareable(settings.database_url)
+        # A worker that cannot use the database would take messages and drop them: it refuses to
+        # start instead (unreachable, wrong password, or a schema behind this code's).
+        Storage(settings.database_url).check_schema()
     except Exception as exc:  # refuse to start, with hpo's one-line reason
         raise ImproperlyConfigured(str(exc)) from None
     # The pool processes are forked from this one after this signal: import the code a trial

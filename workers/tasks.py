@@ -23,11 +23,14 @@ def run_trial(task: Task, trial_id: Any) -> str:
     from hpo._orchestration import execute_trial
 
     from ._executor import executor_for, storage_for
-    from .app import settings_of, worker_id
+    from .app import queues_of, settings_of, worker_id
 
     app = task.app  # the app that received the message, never one captured at registration
     lease = settings_of(app).lease_seconds
-    return execute_trial(storage_for(app), trial_id, worker_id(), executor=executor_for(app), lease=lease)
+    storage, executor = storage_for(app), executor_for(app)
+    return execute_trial(
+        storage, trial_id, worker_id(), executor=executor, lease=lease, queues=queues_of(app)
+    )
 
 
 def register(app: Celery) -> None:
