@@ -145,8 +145,11 @@ def _prepare_worker(sender: Any = None, **_: Any) -> None:
         # A worker that cannot use the database would take messages and drop them: it refuses to
         # start instead (unreachable, wrong password, or a schema behind this code's).
         Storage(settings.database_url).check_schema()
-    except Exception as exc:  # refuse to start, with hpo's one-line reason
-        raise ImproperlyConfigured(str(exc)) from None
+    except Exception as exc:
+        # Refuse to start, with hpo's one-line reason. Celery logs and ignores an exception a
+        # signal handler raises, so leave through SystemExit, which it lets through.
+        log.critical("refusing to start: %s", exc)
+        raise SystemExit(f"error: {exc}") from None
     # The pool processes are forked from this one after this signal: import the code a trial
     # runs here, once, rather than in every pool process's first trial.
     importlib.import_module("hpo._orchestration")

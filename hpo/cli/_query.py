@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import OutputFormat, app
+from ._app import EXIT_FAILURE, OutputFormat, app
 from ._common import DbOption, FormatOption, emit, open_storage
 from ._console import err_console, out_console
 
@@ -82,10 +82,20 @@ def status(
     fmt: FormatOption = OutputFormat.table,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until the study ends.")] = False,
 ) -> None:
-    """Stages, ranges per stage and trial counts of a study."""
+    """Stages, ranges per stage and trial counts of a study.
+
+    With --watch it refreshes until the study ends, riding out database and broker blips, and
+    exits 1 if the study failed or was cancelled.
+    """
+    import time
+
+    from ._common import Outages
+
     storage = open_storage(db)
     executor = _executor_if_configured(storage.url)
-    while True:
+    outages = Outages()
+
+    def show() -> Any:
         if executor is not None:
             # Anyone watching a study also puts owed trials back on the queue (lost messages,
             # expired leases), so a study moves on even if every worker restarted.
@@ -102,11 +112,15 @@ def status(
                 + (f" ({study.reason})" if study.reason else "")
             )
             emit(doc["stages"], fmt, title="stages and their ranges")
-        if not watch or study.state != "RUNNING":
-            return
-        import time
+        return study
 
+    while True:
+        study = outages.run(show) if watch else show()
+        if study is not None and (not watch or study.state != "RUNNING"):
+            break
         time.sleep(2)
+    if watch and study.state in ("FAILED", "CANCELLED"):
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _executor_if_configured(database_url: str) -> Any:

@@ -256,7 +256,7 @@ def resume(
     """Continue an interrupted, cancelled or failed study where it was submitted: in local processes,
     or on its broker queue again (a study submitted with --broker never runs here unless --local).
     """
-    from hpo import get_settings
+    from hpo import SpecError, get_settings
     from hpo._local import default_workers
 
     storage = open_storage(db)
@@ -264,10 +264,10 @@ def resume(
     if queue is not None and not local:
         broker = broker or get_settings().broker_url
         if not broker:
-            raise typer.BadParameter(
-                f"study {name} runs on the queue {queue!r}: give its broker (--broker or HPO_BROKER_URL) "
-                "to queue it there again, or --local to run it here",
-                param_hint="--broker",
+            raise SpecError(
+                f"--broker: study {name} runs on the queue {queue!r}: give its broker (--broker or "
+                "HPO_BROKER_URL) to queue it there again, or --local to run it here",
+                field="--broker",
             )
         _resume_remote(storage, name, broker, queue, wait, progress)
         return

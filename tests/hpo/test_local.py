@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hpo.storage import Storage
-from tests.cli import ROOT
 from tests.cli import run_hpo as _hpo
+from tests.cli import start_hpo, wait_for_complete
 from tests.invariants import check_study
 
 STUDY = """\
@@ -112,23 +110,9 @@ def test_bad_study_writes_nothing(tmp_path: Path) -> None:
 def test_ctrl_c_leaves_a_consistent_database_and_resume_finishes(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     path = _study_file(tmp_path, t0=30, t1=10, epochs=40)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "submit", str(path), "--db", db, "-w", "2", "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start_hpo("submit", str(path), "--db", db, "-w", "2", "--no-progress", new_session=True)
     storage = Storage(db)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            if storage.counts(storage.get_study("s").id).get("COMPLETE", 0) >= 3:
-                break
-        except Exception:
-            continue
+    wait_for_complete(db, "s", 3)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
@@ -204,3 +188,34 @@ def test_submit_never_touches_a_copied_optuna_study(tmp_path: Path) -> None:
     assert [
         (t.number, t.state, t.params) for t in optuna.load_study(study_name="mine", storage=db).trials
     ] == before
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_local_workers_die_with_their_parent(tmp_path: Path, sig: signal.Signals) -> None:
+    """SIGKILL or SIGTERM of `hpo submit` (not of its process group): no worker lives on to finish
+    the study in the background; their trials are released, and `hpo resume` finishes it."""
+    from tests.workers.conftest import alive, children
+
+    db = f"sqlite:///{tmp_path / 'hpo.db'}"
+    path = _study_file(tmp_path, t0=30, t1=10, epochs=40)
+    proc = start_hpo("submit", str(path), "--db", db, "-w", "2", "--no-progress", new_session=True)
+    storage = Storage(db)
+    wait_for_complete(db, "s", 3, also=lambda: len(children(proc.pid)) == 2)
+    study = storage.get_study("s")
+    workers = children(proc.pid)
+    assert len(workers) == 2
+    os.kill(proc.pid, sig)  # the parent alone: its workers must notice
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), err
+    deadline = time.monotonic() + 40  # an epoch, at most the workers' grace
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+    counts = storage.counts(study.id)
+    assert counts.get("RUNNING", 0) == 0  # released at their epoch's end, not left to expire
+    assert storage.get_study("s").state == "RUNNING" and counts.get("COMPLETE", 0) < 40
+    time.sleep(1)
+    assert storage.counts(study.id) == counts  # nothing goes on in the background
+    resumed = _hpo("resume", "s", "--db", db, "-w", "2", "--no-progress")
+    assert resumed.returncode == 0, resumed.stderr
+    check_study(storage, "s", rerun=1)

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
-from hpo.storage import Storage, StorageError
-from tests.cli import ROOT
+from hpo.storage import Storage
+from tests.cli import ROOT, start_hpo, wait_for_complete
 from tests.cli import run_hpo as _hpo
 from tests.invariants import check_study
 
@@ -127,23 +124,9 @@ search:
 """
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     path = _study(tmp_path, body)
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "hpo", "submit", str(path), "--db", db, "-w", "2", "--no-progress"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = start_hpo("submit", str(path), "--db", db, "-w", "2", "--no-progress")
     storage = Storage(db)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            study = storage.find_study("s")
-        except StorageError:  # the submitting process has not created the tables yet
-            continue
-        if study is not None and storage.counts(study.id).get("COMPLETE", 0) >= 2:
-            break
+    wait_for_complete(db, "s", 2)
     assert _hpo("cancel", "s", "--db", db).returncode == 0
     _, err = runner.communicate(timeout=60)
     assert runner.returncode == 1, err  # the run ends, reporting the cancellation
