@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.hpo.test_local import ROOT, _study_file
+from tests.cli import ROOT
+from tests.hpo.test_local import _study_file
 
 
 def _get(app: Any, path: str) -> tuple[str, Any]:
