@@ -25,7 +25,15 @@ from typing import Any
 from ._errors import HPOError
 from .storage import Storage, StudyRow
 
-__all__ = ["LocalRunInterruptedError", "Progress", "default_workers", "run_local"]
+__all__ = [
+    "LocalRunInterruptedError",
+    "Progress",
+    "default_workers",
+    "local_runner",
+    "run_local",
+    "runner_gone",
+    "shown_state",
+]
 
 POLL_SECONDS = 0.05
 
@@ -190,6 +198,8 @@ def run_local(
     # SIGTERM (a service manager, `kill`) stops the run as Ctrl-C does: the workers release their
     # trials and the study stays resumable. SIGKILL cannot be caught: the workers notice the parent
     # is gone (see _die_with_parent).
+    runner = local_runner()
+    storage.set_runner(study.id, runner)
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
     for i in range(n):
@@ -226,6 +236,7 @@ def run_local(
                 p.terminate()
                 p.join(5)
         message = f"interrupted; `hpo resume {study.name}` continues the study"
+        storage.interrupt_study(study.id, message)
         raise LocalRunInterruptedError(message) from None
     finally:
         if main:
@@ -233,6 +244,35 @@ def run_local(
         stop.set()
         for p in procs.values():
             p.join(timeout=10)
+        storage.set_runner(study.id, None, was=runner)
+
+
+def local_runner() -> str:
+    """How a local run names its process in ``hpo_studies.runner``: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_gone(runner: str | None) -> bool:
+    """Whether a study's recorded local runner is a process of this host that no longer exists
+    (killed outright: SIGKILL, OOM, a power cut). A runner on another host cannot be told."""
+    host, _, pid = (runner or "").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def shown_state(study: StudyRow) -> str:
+    """The study's state as a user should read it: a local study whose run was killed outright
+    (its recorded runner is gone from this host) is ``INTERRUPTED``, not ``RUNNING``."""
+    if study.state == "RUNNING" and study.queue is None and runner_gone(study.runner):
+        return "INTERRUPTED"
+    return str(study.state)
 
 
 def _interrupt(_signum: int, _frame: Any) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from .._errors import HPOError, SpecError
-from ._console import err_console
+from ._console import err_console, out_console
 
 __all__ = [
     "EXIT_BAD_INPUT",
@@ -24,13 +27,41 @@ EXIT_FAILURE = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 
+
+class _FlagsWithoutType:
+    """Help without a type column for on/off flags (Typer shows ``<bool>`` for every flag)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params: list[Any] = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, TyperGroup):
+    pass
+
+
 app = typer.Typer(
     name="hpo",
     help="Hyperparameter search for NumPy networks by staged range narrowing.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # a docstring's paragraphs are reflowed, not broken where wrapped
+    cls=_Group,
 )
+
+# `hpo --help` lists the commands in these panels, in this order.
+_PANELS = {
+    "Run a study": ["submit", "resume", "validate", "cancel", "delete"],
+    "Results": ["studies", "status", "best", "trials", "export", "plot"],
+    "Workers and tools": ["worker", "train", "schema", "db"],
+}
 
 
 class OutputFormat(StrEnum):
@@ -61,9 +92,9 @@ def exit_code_for(exc: BaseException) -> int | None:
         if isinstance(exc, BrokerError):
             return EXIT_FAILURE
     if "hpo.storage" in sys.modules:
-        from hpo.storage import StudyExistsError, StudyNotFoundError
+        from hpo.storage import StudyExistsError, StudyNotFoundError, StudyStateError
 
-        if isinstance(exc, StudyExistsError | StudyNotFoundError):
+        if isinstance(exc, StudyExistsError | StudyNotFoundError | StudyStateError):
             return EXIT_BAD_INPUT
     if "engine" in sys.modules:
         from engine import ConfigError, DatasetError, EngineError
@@ -77,8 +108,23 @@ def exit_code_for(exc: BaseException) -> int | None:
     return None
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from hpo import __version__
+
+        out_console().print(f"hpo {__version__}", highlight=False)
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print hpo's version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
     """Hyperparameter search for NumPy networks by staged range narrowing."""
 
 
@@ -86,18 +132,57 @@ def _register() -> None:
     # Importing these modules registers their commands on `app`.
     from . import _plot, _query, _study, _train  # noqa: F401
 
+    order = [name for names in _PANELS.values() for name in names]
+    panel = {name: title for title, names in _PANELS.items() for name in names}
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__ if info.callback else "")
+        if info.cls in (None, TyperCommand):
+            info.cls = _Command
+        info.rich_help_panel = panel.get(name, info.rich_help_panel)
+    app.registered_commands.sort(key=lambda c: order.index(c.name or c.callback.__name__))  # type: ignore[union-attr]
+    for group in app.registered_groups:
+        group.rich_help_panel = panel.get(group.name or "", group.rich_help_panel)
+
 
 def run() -> None:
-    """Run the CLI, turning hpo's own errors into one line on stderr and an exit code.
+    """Run the CLI: every error is one line on stderr and an exit code from one table.
 
-    Usage errors are click's (exit code 2, with usage); a bug keeps its traceback.
+    0 done; 1 the study failed or was cancelled, or another failure (a database down); 2 bad input
+    or usage (a wrong file, flag, name, path or URL; a command that does not apply to the study's
+    state); 130 interrupted. A bug is one line too, naming ``HPO_DEBUG=1``, which shows its
+    traceback.
     """
     _register()
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.TyperException as exc:  # usage: a missing argument, an unknown option, a bad value
+        code = _usage_error(exc)
+    except typer.Abort:  # a prompt ended by Ctrl-D or Ctrl-C
+        err_console().print("aborted", highlight=False)
+        code = EXIT_INTERRUPTED
     except Exception as exc:
         code = exit_code_for(exc)
         if code is None:
-            raise
-        err_console().print(f"error: {exc}", markup=False, highlight=False)
-        sys.exit(code)
+            if os.environ.get("HPO_DEBUG") == "1":
+                raise
+            code = EXIT_FAILURE
+            text = f"internal error: {type(exc).__name__}: {exc} (HPO_DEBUG=1 shows the traceback)"
+        else:
+            text = f"error: {exc}"
+        err_console().print(_one_line(text), markup=False, highlight=False)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _usage_error(exc: typer.TyperException) -> int:
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return 0  # the help was shown
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    err_console().print(_one_line(f"error: {exc.format_message()}{hint}"), markup=False, highlight=False)
+    return EXIT_BAD_INPUT if exc.exit_code == 2 else exc.exit_code
+
+
+def _one_line(text: str, limit: int = 1000) -> str:
+    """The one-line promise kept for any message: newlines folded, length bounded."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."

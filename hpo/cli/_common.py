@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -23,12 +26,15 @@ __all__ = [
     "OUTAGE_SECONDS",
     "DbOption",
     "FormatOption",
+    "NameArgument",
     "NewDbOption",
     "Outages",
     "check_broker_option",
+    "check_output",
     "emit",
     "fmt_value",
     "open_storage",
+    "write_output",
 ]
 
 
@@ -71,6 +77,7 @@ def check_broker_option(ctx: typer.Context, param: typer.CallbackParam, value: s
 def _db_option(callback: Callable[..., str]) -> Any:
     return typer.Option(
         "--db",
+        metavar="URL",
         help="Database URL (SQLAlchemy). Default: sqlite:///hpo.db in the working directory.",
         envvar="HPO_DATABASE_URL",
         show_default=False,
@@ -78,12 +85,16 @@ def _db_option(callback: Callable[..., str]) -> Any:
     )
 
 
+NameArgument = Annotated[str, typer.Argument(metavar="NAME", help="The study's name.", show_default=False)]
+"""The study a command is about (``hpo studies`` lists them)."""
+
 DbOption = Annotated[str | None, _db_option(_existing_database)]
 """A database that must exist (a SQLite file is never created by a command that only reads)."""
 NewDbOption = Annotated[str | None, _db_option(_new_database)]
 """A database that the command may create."""
 FormatOption = Annotated[
-    OutputFormat, typer.Option("--format", "-f", help="Output format.", envvar="HPO_FORMAT")
+    OutputFormat,
+    typer.Option("--format", "-f", help="Output format: a table, JSON or CSV.", envvar="HPO_FORMAT"),
 ]
 
 
@@ -182,3 +193,41 @@ class Outages:
             err_console().print(f"reconnected after {lasted:.0f} s", highlight=False)
             self._since, self._delay = None, 0.1
         return value
+
+
+def check_output(path: Path, option: str = "--output") -> Path:
+    """``path`` if a file can be written there, checked before any work is done.
+
+    Raises:
+        SpecError: Its folder does not exist or is not writable, or it is a folder (one line
+            naming ``option``, exit code 2).
+    """
+    from hpo import SpecError
+
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        problem = "is a directory"
+    elif not folder.is_dir():
+        problem = f"its directory {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"its directory {folder} is not writable"
+    else:
+        return path
+    raise SpecError(f"{option}: cannot write {path}: {problem}", field=option)
+
+
+def write_output(path: Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` atomically: a temporary file beside it, renamed over it, so a
+    crash or a full disk never leaves half a file."""
+    import tempfile
+
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(raw)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -3,19 +3,45 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ._app import EXIT_FAILURE, OutputFormat, app
-from ._common import DbOption, FormatOption, emit, open_storage
+from ._app import EXIT_FAILURE, EXIT_INTERRUPTED, OutputFormat, app
+from ._common import DbOption, FormatOption, NameArgument, check_output, emit, open_storage, write_output
 from ._console import err_console, out_console
 
 if TYPE_CHECKING:
     from hpo.storage import Storage, TrialRow
 
 __all__ = ["best", "best_rows", "export", "status", "studies", "trials"]
+
+
+_RESUMABLE = ("INTERRUPTED", "CANCELLED", "FAILED")
+
+
+def shown_state(study: Any) -> str:
+    from hpo._local import shown_state as shown
+
+    return shown(study)
+
+
+def end_code(state: str) -> int:
+    """The exit code of a command that followed a study to its end (the README's table)."""
+    return {"COMPLETE": 0, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILURE)
+
+
+class TrialStateChoice(StrEnum):
+    """The states ``hpo trials --state`` filters by (``hpo.storage.TrialState``'s, without
+    importing the storage layer to build the command line)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETE = "COMPLETE"
+    FAIL = "FAIL"
+    PRUNED = "PRUNED"
 
 
 def _curve_summary(trial: TrialRow) -> dict[str, Any]:
@@ -64,7 +90,7 @@ def studies(db: DbOption = None, fmt: FormatOption = OutputFormat.table) -> None
         rows.append(
             {
                 "name": s.name,
-                "state": s.state,
+                "state": shown_state(s),
                 "stage": s.current_stage + 1,
                 "complete": counts.get("COMPLETE", 0),
                 "failed": counts.get("FAIL", 0),
@@ -77,10 +103,12 @@ def studies(db: DbOption = None, fmt: FormatOption = OutputFormat.table) -> None
 
 @app.command()
 def status(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: NameArgument,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh until the study ends.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh until the study ends; exit 1 if it failed.")
+    ] = False,
 ) -> None:
     """Stages, ranges per stage and trial counts of a study.
 
@@ -108,19 +136,21 @@ def status(
             out_console().print_json(json.dumps(doc, default=str))
         else:
             err_console().print(
-                f"[bold]{name}[/]: {study.state.lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
+                f"[bold]{name}[/]: {doc['state'].lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
                 + (f" ({study.reason})" if study.reason else "")
+                + (f"; `hpo resume {name}` continues it" if doc["state"] in _RESUMABLE else ""),
+                highlight=False,
             )
             emit(doc["stages"], fmt, title="stages and their ranges")
         return study
 
     while True:
         study = outages.run(show) if watch else show()
-        if study is not None and (not watch or study.state != "RUNNING"):
+        if study is not None and (not watch or shown_state(study) != "RUNNING"):
             break
         time.sleep(2)
-    if watch and study.state in ("FAILED", "CANCELLED"):
-        raise typer.Exit(EXIT_FAILURE)
+    if watch:
+        raise typer.Exit(end_code(shown_state(study)))
 
 
 def _executor_if_configured(database_url: str) -> Any:
@@ -162,7 +192,7 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
         stages.append(row)
     return {
         "name": study.name,
-        "state": study.state,
+        "state": shown_state(study),
         "current_stage": study.current_stage + 1,
         "n_stages": len(spec.search.stages),
         "sampler": spec.search.sampler,
@@ -174,8 +204,10 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
 
 @app.command()
 def best(
-    name: Annotated[str, typer.Argument(help="Study name.")],
-    top: Annotated[int, typer.Option("--top", "-k", help="How many trials.", min=1)] = 1,
+    name: NameArgument,
+    top: Annotated[
+        int, typer.Option("--top", "-k", metavar="N", help="How many of the best trials to show.", min=1)
+    ] = 1,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
 ) -> None:
@@ -202,10 +234,13 @@ def print_test_result(test: dict[str, Any]) -> None:
 
 @app.command()
 def trials(
-    name: Annotated[str, typer.Argument(help="Study name.")],
-    top: Annotated[int | None, typer.Option("--top", help="Only the best N finished trials.", min=1)] = None,
+    name: NameArgument,
+    top: Annotated[
+        int | None, typer.Option("--top", metavar="N", help="Only the best N finished trials.", min=1)
+    ] = None,
     state: Annotated[
-        str | None, typer.Option(help="Only trials in this state (COMPLETE, FAIL, ...).")
+        TrialStateChoice | None,
+        typer.Option(help="Only trials in this state.", case_sensitive=False, show_default=False),
     ] = None,
     db: DbOption = None,
     fmt: FormatOption = OutputFormat.table,
@@ -216,17 +251,20 @@ def trials(
         rows, _ = best_rows(storage, name, top)
     else:
         study = storage.get_study(name)
-        states = (state.upper(),) if state else None
+        states = (state.value,) if state else None
         rows = [_trial_row(t) for t in storage.trials(study.id, states=states)]
     emit(rows, fmt, title=f"trials of {name}")
 
 
 @app.command()
 def export(
-    name: Annotated[str, typer.Argument(help="Study name.")],
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="csv or json.")] = OutputFormat.json,
+    name: NameArgument,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format: JSON or CSV.")
+    ] = OutputFormat.json,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write to this file, not stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write to this file instead of standard output."),
     ] = None,
     db: DbOption = None,
 ) -> None:
@@ -234,6 +272,8 @@ def export(
     import csv
     import io
 
+    if output is not None:
+        check_output(output)  # before any work: a wrong path is bad input, not a traceback at the end
     storage = open_storage(db)
     study = storage.get_study(name)
     records = []
@@ -270,5 +310,5 @@ def export(
     if output is None:
         typer.echo(text, nl=False)
     else:
-        output.write_text(text)
-        err_console().print(f"wrote {len(records)} trials to {output}")
+        write_output(output, text)
+        err_console().print(f"wrote {len(records)} trials to {output}", highlight=False)

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ._app import EXIT_FAILURE, app
-from ._common import DbOption, NewDbOption, Outages, check_broker_option, open_storage
+from ._common import DbOption, NameArgument, NewDbOption, Outages, check_broker_option, open_storage
 from ._console import err_console, out_console
 
 __all__ = ["cancel", "delete", "resume", "schema", "submit", "validate"]
@@ -24,6 +24,7 @@ WorkersOption = Annotated[
     typer.Option(
         "--workers",
         "-w",
+        metavar="N",
         help="Local worker processes (default: one per core).",
         envvar="HPO_WORKERS",
         min=1,
@@ -39,6 +40,7 @@ BrokerOption = Annotated[
     str | None,
     typer.Option(
         "--broker",
+        metavar="URL",
         help="Celery broker URL (redis:// or rediss://). With one, trials run on `hpo worker` processes.",
         envvar="HPO_BROKER_URL",
         show_default=False,
@@ -49,7 +51,9 @@ BrokerOption = Annotated[
 
 @app.command()
 def submit(
-    study_file: Annotated[Path, typer.Argument(help="The study's YAML file.")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The study's YAML file (- reads standard input).")
+    ],
     db: NewDbOption = None,
     workers: WorkersOption = None,
     progress: ProgressOption = True,
@@ -88,9 +92,12 @@ def submit(
     else:
         err.print(
             f"study [bold]{study.name}[/] already exists with this spec ({study.state.lower()}); "
-            "nothing new written"
+            "nothing new written",
+            highlight=False,
         )
-        if study.state != "RUNNING":
+        if study.state == "INTERRUPTED":
+            storage.resume_study(study.name)  # submitting it again continues an interrupted run
+        elif study.state != "RUNNING":
             _report_end(storage, study)
             return
     _run(storage, study.name, n, progress)
@@ -241,7 +248,7 @@ def worker(
 
 @app.command()
 def resume(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: NameArgument,
     db: DbOption = None,
     workers: WorkersOption = None,
     progress: ProgressOption = True,
@@ -312,20 +319,24 @@ def _run(storage: object, name: str, workers: int, progress: bool) -> None:
 
 
 def _report_end(storage: object, study: object) -> None:
-    """The best trials when a study completed; otherwise why it ended, and exit code 1."""
+    """The best trials when a study completed; otherwise why it ended, and its exit code (1 for a
+    failed or cancelled study, 130 for an interrupted one)."""
     from hpo.storage import StudyRow
+
+    from ._query import end_code, shown_state
 
     assert isinstance(study, StudyRow)
     if study.state == "COMPLETE":
         err_console().print(f"study [bold]{study.name}[/] complete")
         _print_best(storage, study.name)
         return
+    state = shown_state(study)
     err_console().print(
-        f"study [bold]{study.name}[/] {study.state.lower()}: {study.reason or ''}; "
+        f"study [bold]{study.name}[/] {state.lower()}: {study.reason or ''}; "
         f"`hpo resume {study.name}` continues it",
         highlight=False,
     )
-    raise typer.Exit(EXIT_FAILURE)
+    raise typer.Exit(end_code(state))
 
 
 def _print_best(storage: object, name: str) -> None:
@@ -340,7 +351,9 @@ def _print_best(storage: object, name: str) -> None:
 
 @app.command()
 def validate(
-    study_file: Annotated[Path, typer.Argument(help="The study's YAML file (- reads standard input).")],
+    study_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="The study's YAML file (- reads standard input).")
+    ],
     data: Annotated[
         bool,
         typer.Option(
@@ -380,16 +393,16 @@ def schema() -> None:
 
 
 @app.command()
-def cancel(name: Annotated[str, typer.Argument(help="Study name.")], db: DbOption = None) -> None:
+def cancel(name: NameArgument, db: DbOption = None) -> None:
     """Stop a study: running trials stop at their next epoch; `hpo resume` continues it."""
     storage = open_storage(db)
-    storage.cancel_study(name)
-    err_console().print(f"study [bold]{name}[/] cancelled")
+    storage.cancel_study(name)  # a finished study: one line, exit 2, and nothing changes
+    err_console().print(f"study [bold]{name}[/] cancelled; `hpo resume {name}` continues it")
 
 
 @app.command()
 def delete(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: NameArgument,
     db: DbOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:

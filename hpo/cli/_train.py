@@ -19,9 +19,16 @@ __all__ = ["train"]
 
 @app.command()
 def train(
-    spec_file: Annotated[Path, typer.Argument(help="YAML file with dataset, model and training sections.")],
-    seed: Annotated[int | None, typer.Option(help="Override the file's seed.", min=0)] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override training.epochs.", min=1)] = None,
+    spec_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A YAML file with dataset, model and training sections.")
+    ],
+    seed: Annotated[
+        int | None, typer.Option(metavar="N", help="Train with this seed instead of the file's.", min=0)
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(metavar="N", help="Train this many epochs instead of training.epochs.", min=1),
+    ] = None,
     fmt: Annotated[
         OutputFormat, typer.Option("--format", "-f", help="Output format of the curves.", envvar="HPO_FORMAT")
     ] = OutputFormat.table,

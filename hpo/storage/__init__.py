@@ -16,7 +16,7 @@ Example::
 from __future__ import annotations
 
 from ._engine import create_engine
-from ._errors import StorageError, StudyExistsError, StudyNotFoundError
+from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudyStateError
 from ._migrate import VERSION_TABLE, current_revision, head_revision, upgrade
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 from ._optuna_mirror import decode_space, encode_space, optuna_storage
@@ -37,6 +37,7 @@ __all__ = [
     "StudyProgress",
     "StudyRow",
     "StudyState",
+    "StudyStateError",
     "TrialRow",
     "TrialState",
     "create_engine",

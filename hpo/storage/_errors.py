@@ -27,3 +27,8 @@ def database_error_text(exc: BaseException) -> str:
     """
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+class StudyStateError(StorageError):
+    """The command does not apply to the study in its state (resume a complete study, cancel a
+    finished one): a usage error, and nothing changed."""

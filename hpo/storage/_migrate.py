@@ -98,7 +98,7 @@ def alembic_config(url: str, connection: Connection | None = None) -> Any:
     return config
 
 
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest revision of hpo's migrations, as the code expects it (a test checks it is
 :func:`head_revision`)."""
 

@@ -44,6 +44,8 @@ class StudyState(StrEnum):
     COMPLETE = "COMPLETE"
     CANCELLED = "CANCELLED"
     FAILED = "FAILED"
+    INTERRUPTED = "INTERRUPTED"
+    """A local run stopped by Ctrl-C or SIGTERM: nothing runs it; ``hpo resume`` continues it."""
 
 
 class StageState(StrEnum):
@@ -129,6 +131,7 @@ class Study(Base):
     updated_at: Mapped[datetime]
     queue: Mapped[str | None] = mapped_column(sa.String(255))
     optuna_link: Mapped[str | None] = mapped_column(sa.String(64))
+    runner: Mapped[str | None] = mapped_column(sa.String(255))
 
 
 class Stage(Base):

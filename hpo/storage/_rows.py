@@ -64,7 +64,7 @@ class StudyRow:
         spec: JSON text of the validated spec.
         spec_hash: sha256 of the canonical spec JSON.
         direction: ``"minimize"`` or ``"maximize"``.
-        state: ``RUNNING``, ``COMPLETE``, ``CANCELLED`` or ``FAILED``.
+        state: ``RUNNING``, ``COMPLETE``, ``CANCELLED``, ``FAILED`` or ``INTERRUPTED``.
         current_stage: Index of the stage being run (the last one once complete).
         optuna_study_id: Id of the Optuna study, once created.
         test_result: JSON value recorded on completion (the best trial's test accuracy).
@@ -74,6 +74,7 @@ class StudyRow:
         queue: The message queue its trials go to; None when local processes run it.
         optuna_link: Token shared with its Optuna study (``system_attrs["hpo:link"]``), which tells
             ours from a study a user made in its place (None: created before revision 0004).
+        runner: ``host:pid`` of the process running it locally (None: none, or a broker's workers).
     """
 
     id: int
@@ -90,6 +91,7 @@ class StudyRow:
     updated_at: datetime
     queue: str | None = None
     optuna_link: str | None = None
+    runner: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

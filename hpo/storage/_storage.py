@@ -47,7 +47,7 @@ from ._engine import (
     redact,
 )
 from ._engine import dispose_engines as _dispose_hpo_engines
-from ._errors import StorageError, StudyExistsError, StudyNotFoundError, database_error_text
+from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudyStateError, database_error_text
 from ._migrate import HEAD_REVISION, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
@@ -112,6 +112,7 @@ def _study(m: Mapping[str, Any]) -> StudyRow:
         updated_at=m["updated_at"],
         queue=m["queue"],
         optuna_link=m["optuna_link"],
+        runner=m["runner"],
     )
 
 
@@ -1172,13 +1173,19 @@ class Storage:
 
     # -- study lifecycle ---------------------------------------------------------------------
 
-    def _stop(self, where: Any, state: StudyState, reason: str | None) -> StudyRow | None:
+    def _stop(
+        self,
+        where: Any,
+        state: StudyState,
+        reason: str | None,
+        from_states: Sequence[StudyState] = (StudyState.RUNNING,),
+    ) -> StudyRow | None:
         with self._write() as conn:
             m = (
                 conn.execute(
                     sa.update(_S)
-                    .where(where, _S.c.state == StudyState.RUNNING.value)
-                    .values(state=state.value, reason=reason, updated_at=db_now())
+                    .where(where, _S.c.state.in_([s.value for s in from_states]))
+                    .values(state=state.value, reason=reason, runner=None, updated_at=db_now())
                     .returning(*_S.c)
                 )
                 .mappings()
@@ -1190,21 +1197,56 @@ class Storage:
             return _study(m)
 
     def cancel_study(self, name: str, reason: str = "cancelled") -> StudyRow:
-        """Stop a running study, keeping everything needed to resume it.
+        """Stop a running (or interrupted) study, keeping everything needed to resume it.
 
         The study becomes ``CANCELLED``; ``PENDING`` trials stay ``PENDING``; ``RUNNING`` trials go back
         to ``PENDING`` without counting the aborted attempt. Their workers' heartbeats return
-        ``False`` and their late results are ignored. Cancelling a study that is not running
-        changes nothing.
+        ``False`` and their late results are ignored.
 
         Returns:
             The study after the call.
 
         Raises:
             StudyNotFoundError: No such study.
+            StudyStateError: The study is complete, failed or cancelled already (nothing changes).
         """
         study = self.get_study(name)
-        return self._stop(_S.c.id == study.id, StudyState.CANCELLED, reason) or self.get_study(name)
+        stopped = self._stop(
+            _S.c.id == study.id,
+            StudyState.CANCELLED,
+            reason,
+            from_states=(StudyState.RUNNING, StudyState.INTERRUPTED),
+        )
+        if stopped is None:
+            now = self.get_study(name)
+            raise StudyStateError(
+                f"study {name!r} is {now.state.lower()} already; there is nothing to cancel"
+            )
+        return stopped
+
+    def interrupt_study(self, study_id: int, reason: str) -> bool:
+        """Mark a running study ``INTERRUPTED`` (its local run was stopped), like a cancel that
+        ``hpo resume`` and a resubmission undo.
+
+        Returns:
+            Whether this call interrupted the study (``False``: it was not running).
+        """
+        return self._stop(_S.c.id == study_id, StudyState.INTERRUPTED, reason) is not None
+
+    def set_runner(self, study_id: int, runner: str | None, *, was: str | None = None) -> None:
+        """Record the process running a local study (``host:pid``), or that none does (None).
+
+        Args:
+            study_id: The study.
+            runner: The process, or None.
+            was: Change it only if this is the runner recorded (a process that ends clears only
+                its own record, not that of a process that took the study over).
+        """
+        where = [_S.c.id == study_id]
+        if was is not None:
+            where.append(_S.c.runner == was)
+        with self._write() as conn:
+            conn.execute(sa.update(_S).where(*where).values(runner=runner))
 
     def fail_study(self, study_id: int, reason: str) -> bool:
         """Mark a running study ``FAILED`` (e.g. too many failed trials), stopping it like a cancel.
@@ -1219,7 +1261,8 @@ class Storage:
     def resume_study(
         self, name: str, *, requeue_running: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS
     ) -> StudyRow:
-        """Set a ``CANCELLED`` or ``FAILED`` study ``RUNNING`` again; its ``PENDING`` trials run next.
+        """Set a ``CANCELLED``, ``FAILED`` or ``INTERRUPTED`` study ``RUNNING`` again; its ``PENDING``
+        trials run next.
 
         After resuming, call :meth:`advance` for the current stage (a stage whose last trial
         finished while the study was stopped is advanced then).
@@ -1236,16 +1279,19 @@ class Storage:
 
         Raises:
             StudyNotFoundError: No such study.
-            StorageError: The study is ``COMPLETE``.
+            StudyStateError: The study is ``COMPLETE``.
         """
         study = self.get_study(name)
         if study.state == StudyState.COMPLETE:
-            raise StorageError(f"study {name!r} is complete; there is nothing to resume")
+            raise StudyStateError(f"study {name!r} is complete; there is nothing to resume")
         with self._write() as conn:
             conn.execute(
                 sa.update(_S)
                 .where(
-                    _S.c.id == study.id, _S.c.state.in_([StudyState.CANCELLED.value, StudyState.FAILED.value])
+                    _S.c.id == study.id,
+                    _S.c.state.in_(
+                        [StudyState.CANCELLED.value, StudyState.FAILED.value, StudyState.INTERRUPTED.value]
+                    ),
                 )
                 .values(state=StudyState.RUNNING.value, reason=None, updated_at=db_now())
             )

@@ -119,7 +119,10 @@ def test_ctrl_c_leaves_a_consistent_database_and_resume_finishes(tmp_path: Path)
     assert "hpo resume s" in err
     study = storage.get_study("s")
     assert storage.counts(study.id).get("RUNNING", 0) == 0  # every claim released
-    assert study.state == "RUNNING"
+    assert study.state == "INTERRUPTED" and "hpo resume s" in (study.reason or "")
+    for command in ("studies", "status"):  # what a user sees says so, and how to resume it
+        shown = _hpo(command, *(["s"] if command == "status" else []), "--db", db, "-f", "json")
+        assert '"INTERRUPTED"' in shown.stdout, shown.stdout
     done_before = storage.counts(study.id).get("COMPLETE", 0)
     assert 0 < done_before < 40
     proc2 = _hpo("resume", "s", "--db", db, "-w", "2", "--no-progress")
@@ -213,7 +216,10 @@ def test_local_workers_die_with_their_parent(tmp_path: Path, sig: signal.Signals
     assert not any(alive(pid) for pid in workers)
     counts = storage.counts(study.id)
     assert counts.get("RUNNING", 0) == 0  # released at their epoch's end, not left to expire
-    assert storage.get_study("s").state == "RUNNING" and counts.get("COMPLETE", 0) < 40
+    assert counts.get("COMPLETE", 0) < 40
+    # SIGTERM: the run says it was interrupted; SIGKILL: it could not, but its runner is gone.
+    assert storage.get_study("s").state == ("RUNNING" if sig == signal.SIGKILL else "INTERRUPTED")
+    assert '"INTERRUPTED"' in _hpo("studies", "--db", db, "-f", "json").stdout
     time.sleep(1)
     assert storage.counts(study.id) == counts  # nothing goes on in the background
     resumed = _hpo("resume", "s", "--db", db, "-w", "2", "--no-progress")

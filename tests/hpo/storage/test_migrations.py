@@ -25,7 +25,7 @@ from hpo.storage._models import metadata
 
 from .conftest import draft
 
-HEAD = "0004"  # the newest migration; bump with each new file in migrations/versions
+HEAD = "0005"  # the newest migration; bump with each new file in migrations/versions
 
 HPO_TABLES = {"hpo_studies", "hpo_stages", "hpo_trials", VERSION_TABLE}
 REPO = Path(__file__).resolve().parents[3]
