@@ -55,6 +55,8 @@ def run(seed: int, workers: int | None, db: str | None, figure: Path, tmp: Path)
     spec = yaml.safe_load(BOOK.read_text())
     spec["name"] = f"book-random-seed{seed}"
     spec["seed"] = seed
+    # The copy is written elsewhere: its relative data path is the example file's.
+    spec["dataset"]["path"] = str((BOOK.parent / spec["dataset"]["path"]).resolve())
     path = tmp / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     url = db or f"sqlite:///{tmp / 'book.db'}"

@@ -71,6 +71,8 @@ def study_dict(protocol: str, seed: int, name: str) -> dict[str, Any]:
     """The book's study under ``protocol``, as a spec dict (one random stage of 100 trials)."""
     spec = yaml.safe_load(BOOK.read_text())
     spec["name"], spec["seed"] = name, seed
+    # The copy is written elsewhere: its relative data path is the example file's.
+    spec["dataset"]["path"] = str((BOOK.parent / spec["dataset"]["path"]).resolve())
     spec["dataset"] |= PROTOCOLS[protocol]
     return spec
 

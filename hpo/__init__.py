@@ -10,6 +10,8 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+"""The version of the ``hpo-narrowing`` distribution (the import package is ``hpo``); a test checks
+that it equals the installed distribution's."""
 
 if TYPE_CHECKING:
     from ._errors import HPOError, SpecError

@@ -134,10 +134,16 @@ def _register() -> None:
 
     order = [name for names in _PANELS.values() for name in names]
     panel = {name: title for title, names in _PANELS.items() for name in names}
-    for info in app.registered_commands:
-        name = info.name or (info.callback.__name__ if info.callback else "")
+    commands = [*app.registered_commands]
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            commands += group.typer_instance.registered_commands
+            group.typer_instance.info.cls = _Group
+    for info in commands:
         if info.cls in (None, TyperCommand):
             info.cls = _Command
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__ if info.callback else "")
         info.rich_help_panel = panel.get(name, info.rich_help_panel)
     app.registered_commands.sort(key=lambda c: order.index(c.name or c.callback.__name__))  # type: ignore[union-attr]
     for group in app.registered_groups:
@@ -154,7 +160,7 @@ def run() -> None:
     """
     _register()
     try:
-        code = app(standalone_mode=False)
+        code = app(prog_name="hpo", standalone_mode=False)  # `hpo`, also as `python -m hpo`
     except typer.TyperException as exc:  # usage: a missing argument, an unknown option, a bad value
         code = _usage_error(exc)
     except typer.Abort:  # a prompt ended by Ctrl-D or Ctrl-C
@@ -166,7 +172,7 @@ def run() -> None:
             if os.environ.get("HPO_DEBUG") == "1":
                 raise
             code = EXIT_FAILURE
-            text = f"internal error: {type(exc).__name__}: {exc} (HPO_DEBUG=1 shows the traceback)"
+            text = f"error: internal error: {type(exc).__name__}: {exc} (HPO_DEBUG=1 shows the traceback)"
         else:
             text = f"error: {exc}"
         err_console().print(_one_line(text), markup=False, highlight=False)

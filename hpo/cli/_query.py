@@ -115,42 +115,42 @@ def status(
     With --watch it refreshes until the study ends, riding out database and broker blips, and
     exits 1 if the study failed or was cancelled.
     """
-    import time
-
-    from ._common import Outages
-
     storage = open_storage(db)
     executor = _executor_if_configured(storage.url)
-    outages = Outages()
-
-    def show() -> Any:
-        if executor is not None:
-            # Anyone watching a study also puts owed trials back on the queue (lost messages,
-            # expired leases), so a study moves on even if every worker restarted.
-            from hpo._orchestration import reap
-
-            reap(storage, executor)
-        study = storage.get_study(name)
-        doc = _status_doc(storage, name)
-        if fmt is OutputFormat.json:
-            out_console().print_json(json.dumps(doc, default=str))
-        else:
-            err_console().print(
-                f"[bold]{name}[/]: {doc['state'].lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
-                + (f" ({study.reason})" if study.reason else "")
-                + (f"; `hpo resume {name}` continues it" if doc["state"] in _RESUMABLE else ""),
-                highlight=False,
-            )
-            emit(doc["stages"], fmt, title="stages and their ranges")
-        return study
-
-    while True:
-        study = outages.run(show) if watch else show()
-        if study is not None and (not watch or shown_state(study) != "RUNNING"):
-            break
-        time.sleep(2)
     if watch:
-        raise typer.Exit(end_code(shown_state(study)))
+        from ._study import follow
+
+        # Live progress (stage, trials, best so far, ETA) on stderr while it runs, redrawn in
+        # place on a terminal and one line per change otherwise; the status when it ends.
+        final = follow(storage, name, executor, progress=True)
+        _show_status(storage, name, fmt, None)
+        raise typer.Exit(end_code(shown_state(final)))
+    _show_status(storage, name, fmt, executor)
+
+
+def _show_status(storage: Storage, name: str, fmt: OutputFormat, executor: Any) -> None:
+    if executor is not None:
+        # Anyone looking at a study also puts owed trials back on the queue (lost messages,
+        # expired leases), so a study moves on even if every worker restarted.
+        from hpo._orchestration import reap
+
+        reap(storage, executor)
+    study = storage.get_study(name)
+    doc = _status_doc(storage, name)
+    if fmt is OutputFormat.json:
+        out_console().print_json(json.dumps(doc, default=str))
+        return
+    err_console().print(
+        f"[bold]{name}[/]: {doc['state'].lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
+        + (f" ({study.reason})" if study.reason else "")
+        + (f"; `hpo resume {name}` continues it" if doc["state"] in _RESUMABLE else ""),
+        highlight=False,
+    )
+    data = doc["dataset"]
+    err_console().print(
+        f"data: {data['kind']}" + (f" at {data['path']}" if data["path"] else ""), highlight=False
+    )
+    emit(doc["stages"], fmt, title="stages and their ranges")
 
 
 def _executor_if_configured(database_url: str) -> Any:
@@ -196,6 +196,7 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
         "current_stage": study.current_stage + 1,
         "n_stages": len(spec.search.stages),
         "sampler": spec.search.sampler,
+        "dataset": {"kind": spec.dataset.kind, "path": spec.dataset.path},
         "reason": study.reason,
         "stages": stages,
         "test_result": study.test_result,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,6 +36,18 @@ ProgressOption = Annotated[
 ]
 
 
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Set a field of the study file, e.g. --set search.trials=60 --set seed=3 (repeatable). "
+        "The value is read as YAML and checked like the file; the study's stored spec includes it.",
+        show_default=False,
+    ),
+]
+
+
 BrokerOption = Annotated[
     str | None,
     typer.Option(
@@ -61,6 +73,7 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="With a broker: follow the study until it ends.")
     ] = False,
+    overrides: SetOption = None,
 ) -> None:
     """Submit a study. Without a broker it runs now in local worker processes; with one, its trials
     go to the queue and the command returns at once (or follows it with --wait).
@@ -73,7 +86,7 @@ def submit(
     from hpo._training import check_study_data
     from hpo.spec import load_study_file
 
-    loaded = load_study_file(study_file)  # bad input: exit 2 before anything is written
+    loaded = load_study_file(study_file, overrides or ())  # bad input: exit 2 before anything is written
     spec = loaded.spec
     if broker:
         _check_data_if_here(loaded)
@@ -159,13 +172,22 @@ def _submit_remote(
 
 
 def _watch(storage: object, name: str, executor: object, progress: bool) -> None:
-    """Follow a remotely running study until it ends, reaping now and then; database and broker
-    blips are ridden out (:class:`~hpo.cli._common.Outages`)."""
+    """Follow a study until it ends (:func:`follow`), then report how it ended."""
+    _report_end(storage, follow(storage, name, executor, progress))
+
+
+def follow(storage: object, name: str, executor: object, progress: bool) -> Any:
+    """Follow a study until it ends, reaping now and then (with a broker), with live progress on
+    stderr; database and broker blips are ridden out (:class:`~hpo.cli._common.Outages`).
+
+    Returns:
+        The study as it ended (its :func:`~hpo._local.shown_state` is no longer ``RUNNING``).
+    """
     import math
     import time
 
     from hpo import get_settings
-    from hpo._local import Progress
+    from hpo._local import Progress, shown_state
     from hpo._orchestration import reap
     from hpo.storage import Storage, StudyRow
 
@@ -182,7 +204,8 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
         study = storage.get_study(name)
         # The state is polled often (the command returns soon after the study ends), the
         # display is redrawn less often.
-        if progress and (study.state != "RUNNING" or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
+        ended = shown_state(study) != "RUNNING"
+        if progress and (ended or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
             last_shown = time.perf_counter()
             counts = storage.counts(study.id)
             stage_counts = storage.counts(study.id, stage=study.current_stage)
@@ -196,10 +219,9 @@ def _watch(storage: object, name: str, executor: object, progress: bool) -> None
     with LiveProgress(storage) as live:
         while True:
             study = outages.run(lambda: poll(live))
-            if study is not None and study.state != "RUNNING":
-                break
+            if study is not None and shown_state(study) != "RUNNING":
+                return study
             time.sleep(POLL_SECONDS)
-    _report_end(storage, study)
 
 
 @app.command()
@@ -362,12 +384,13 @@ def validate(
             "only, e.g. where the data lives on the workers' hosts).",
         ),
     ] = True,
+    overrides: SetOption = None,
 ) -> None:
     """Check a study file, and its data, without running or writing anything."""
     from hpo._training import check_study_data
     from hpo.spec import load_study_file
 
-    loaded = load_study_file(study_file)
+    loaded = load_study_file(study_file, overrides or ())
     spec = loaded.spec
     summary = ""
     if data:

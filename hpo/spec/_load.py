@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -45,8 +46,23 @@ def _kind(value: object) -> str:
     )
 
 
-def validation_message(exc: ValidationError, positions: Positions, source: str) -> SpecError:
-    """The first pydantic error as a :class:`SpecError` naming the field and its line:column."""
+Overrides = dict[tuple[str | int, ...], str]
+"""Fields set on the command line (``--set KEY=VALUE``): path -> how to name it in messages."""
+
+
+def _overridden(loc: tuple[str | int, ...], overrides: Overrides) -> str | None:
+    """The ``--set`` that gave the value at ``loc`` (or a value inside it), if one did."""
+    for path, label in overrides.items():
+        if loc[: len(path)] == path or (path[: len(loc)] == loc and loc):
+            return label
+    return None
+
+
+def validation_message(
+    exc: ValidationError, positions: Positions, source: str, overrides: Overrides | None = None
+) -> SpecError:
+    """The first pydantic error as a :class:`SpecError` naming the field and its line:column (or
+    the ``--set`` option that gave its value)."""
     err = exc.errors(include_url=False)[0]
     loc = _file_loc(
         tuple(p for p in err["loc"] if isinstance(p, str | int)), positions, err["type"] == "missing"
@@ -76,6 +92,9 @@ def validation_message(exc: ValidationError, positions: Positions, source: str) 
         probe = probe[:-1]
     line, col = positions.get(probe, (None, None))
     where = f"{source}:{line}:{col}" if line else source
+    given = _overridden(loc, overrides or {})
+    if given is not None:
+        where, line, col = given, None, None
     label = f"{field}: " if field else ""
     return SpecError(f"{where}: {label}{msg}", field=field, line=line, column=col)
 
@@ -94,16 +113,22 @@ class SpecFile(Generic[M]):
     spec: M
     source: str
     positions: Positions
+    overrides: Overrides = field(default_factory=dict)
 
-    def error(self, field: str, message: str) -> SpecError:
-        """A one-line :class:`SpecError` about ``field`` (dotted, ``dataset.path``), at its position
-        in the file, or at the closest enclosing section the file has (a default value)."""
-        probe: tuple[str | int, ...] = tuple(field.split("."))
+    def error(self, name: str, message: str) -> SpecError:
+        """A one-line :class:`SpecError` about field ``name`` (dotted, ``dataset.path``), at its
+        position in the file, at the closest enclosing section the file has (a default value), or
+        naming the ``--set`` that gave it."""
+        loc: tuple[str | int, ...] = tuple(name.split("."))
+        probe = loc
         while probe and probe not in self.positions:
             probe = probe[:-1]
         line, col = self.positions.get(probe, (None, None))
         where = f"{self.source}:{line}:{col}" if line else self.source
-        return SpecError(f"{where}: {field}: {message}", field=field, line=line, column=col)
+        given = _overridden(loc, self.overrides)
+        if given is not None:
+            where, line, col = given, None, None
+        return SpecError(f"{where}: {name}: {message}", field=name, line=line, column=col)
 
 
 def load_spec(path: str | Path, model: type[M]) -> M:
@@ -116,8 +141,17 @@ def load_spec(path: str | Path, model: type[M]) -> M:
     return load_spec_file(path, model).spec
 
 
-def load_spec_file(path: str | Path, model: type[M]) -> SpecFile[M]:
-    """:func:`load_spec`, keeping the file's name and positions with the spec (see :class:`SpecFile`)."""
+def load_spec_file(path: str | Path, model: type[M], overrides: Sequence[str] = ()) -> SpecFile[M]:
+    """:func:`load_spec`, keeping the file's name and positions with the spec (see :class:`SpecFile`).
+
+    Args:
+        path: The file (``-``: standard input).
+        model: The model to validate it as.
+        overrides: ``KEY=VALUE`` settings from the command line (``--set search.trials=60``): each
+            dotted KEY (list items by index: ``search.stages.0.trials``) is set to VALUE read as
+            YAML, before validation, so an override is checked exactly like the file and is part
+            of the spec that is stored.
+    """
     source, raw = _read(path)
     data, positions = load_yaml(_decode(raw, source), source)
     if not isinstance(data, dict):
@@ -126,10 +160,77 @@ def load_spec_file(path: str | Path, model: type[M]) -> SpecFile[M]:
             line=1,
             column=1,
         )
+    _resolve_dataset_path(data, None if source == "<stdin>" else Path(path).parent)
+    applied = {}
+    for text in overrides:
+        key, value = _parse_override(text)
+        _set_path(data, key, value, text)
+        applied[key] = f"--set {shorten(text)}"
     try:
-        return SpecFile(model.model_validate(data), source, positions)
+        return SpecFile(model.model_validate(data), source, positions, applied)
     except ValidationError as exc:
-        raise validation_message(exc, positions, source) from None
+        raise validation_message(exc, positions, source, applied) from None
+
+
+# A search set to a number of trials drops the file's stages, and the other way round: the two
+# are alternatives, and `--set search.trials=60` means "60 trials, split as hpo splits them".
+_ALTERNATIVES = {("search", "trials"): ("search", "stages"), ("search", "stages"): ("search", "trials")}
+
+
+def _resolve_dataset_path(data: dict[str, Any], folder: Path | None) -> None:
+    """A relative ``dataset.path`` means relative to the study file's folder (as docker compose
+    reads paths in its file), whatever the working directory; ``~`` is the home folder. Read from
+    standard input (or given with ``--set``), it is relative to the working directory.
+
+    The stored spec holds the absolute path, so every process of the study reads the same data.
+    """
+    dataset = data.get("dataset")
+    if not isinstance(dataset, dict) or not isinstance(dataset.get("path"), str) or not dataset["path"]:
+        return
+    given = Path(dataset["path"]).expanduser()
+    base = (folder or Path.cwd()).resolve()
+    dataset["path"] = str(given if given.is_absolute() else base / given)
+
+
+def _parse_override(text: str) -> tuple[tuple[str | int, ...], Any]:
+    """``KEY=VALUE`` as (path, value); VALUE is read as strict YAML (``60``, ``[50, 50]``, ``adam``)."""
+    key, sep, value = text.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise _bad_set(text, "expected KEY=VALUE, e.g. --set search.trials=60")
+    path = tuple(int(p) if p.isdigit() else p for p in parts)
+    parsed, _ = load_yaml(value if value.strip() else "null", f"--set {shorten(key)}")
+    return path, parsed
+
+
+def _set_path(data: dict[str, Any], path: tuple[str | int, ...], value: Any, text: str) -> None:
+    node: Any = data
+    for i, part in enumerate(path[:-1]):
+        child = node[part] if _has(node, part) else None
+        if child is None:
+            if isinstance(part, int) or not isinstance(node, dict):
+                raise _bad_set(text, f"{dotted(path[: i + 1])} does not exist")
+            child = node[part] = {}
+        if not isinstance(child, dict | list):
+            raise _bad_set(text, f"{dotted(path[: i + 1])} is not a section")
+        node = child
+    last = path[-1]
+    if isinstance(node, list) != isinstance(last, int) or (isinstance(last, int) and not _has(node, last)):
+        raise _bad_set(text, f"{dotted(path)} does not exist")
+    node[last] = value
+    other = _ALTERNATIVES.get(path[:2]) if len(path) == 2 else None
+    if other is not None and isinstance(data.get("search"), dict):
+        data["search"].pop(other[1], None)
+
+
+def _bad_set(text: str, problem: str) -> SpecError:
+    return SpecError(f"--set {shorten(text)}: {problem}", field="--set")
+
+
+def _has(node: Any, part: str | int) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
 
 
 def _read(path: str | Path) -> tuple[str, bytes]:

@@ -22,7 +22,7 @@ import hashlib
 import json
 import math
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -728,9 +728,10 @@ def load_study_spec(path: str | Path) -> StudySpec:
     return load_spec(path, StudySpec)
 
 
-def load_study_file(path: str | Path) -> SpecFile[StudySpec]:
-    """:func:`load_study_spec`, with the file's positions for checks that come later (the data)."""
-    return load_spec_file(path, StudySpec)
+def load_study_file(path: str | Path, overrides: Sequence[str] = ()) -> SpecFile[StudySpec]:
+    """:func:`load_study_spec`, with the file's positions for checks that come later (the data),
+    and ``--set KEY=VALUE`` overrides applied (see :func:`~hpo.spec.load_spec_file`)."""
+    return load_spec_file(path, StudySpec, overrides)
 
 
 def study_json_schema() -> dict[str, Any]:
