@@ -432,8 +432,15 @@ def delete(
     """Delete a study, its trials and its Optuna view."""
     storage = open_storage(db)
     storage.get_study(name)  # a clear error for an unknown name, before asking
-    if not yes and not typer.confirm(f"delete study {name} and all its trials?", err=True):
-        raise typer.Exit(EXIT_FAILURE)
+    if not yes:
+        import sys
+
+        from hpo import SpecError
+
+        if not sys.stdin.isatty():  # nobody to answer: a script must say so
+            raise SpecError(f"--yes: deleting study {name} needs confirmation: pass --yes", field="--yes")
+        if not typer.confirm(f"delete study {name} and all its trials?", err=True):
+            raise typer.Exit(EXIT_FAILURE)
     storage.delete_study(name)
     err_console().print(f"study [bold]{name}[/] deleted")
 

@@ -73,6 +73,7 @@ BAD = [
     ("resume", "s", "--db", "{db}"),  # complete: nothing to resume
     ("cancel", "s", "--db", "{db}"),  # complete: nothing to cancel
     ("delete", "nope", "--yes", "--db", "{db}"),
+    ("delete", "s", "--db", "{db}"),  # no terminal to confirm on: --yes is needed
     ("studies", "--format", "xml", "--db", "{db}"),
     ("status", "nope", "--db", "{db}"),
     ("best", "s", "--top", "0", "--db", "{db}"),
