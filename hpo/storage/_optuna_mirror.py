@@ -159,14 +159,19 @@ def dispose_optuna_storages() -> None:
         _storages.clear()
 
 
-def upgrade_optuna_schema(url: str) -> None:
-    """Create Optuna's tables, or upgrade them with Optuna's own migrations (``alembic_version``)."""
+def upgrade_optuna_schema(url: str) -> str:
+    """Create Optuna's tables, or upgrade them with Optuna's own migrations (``alembic_version``).
+
+    Returns:
+        The version of Optuna's schema now (e.g. ``v3.2.0.a``).
+    """
     from optuna.storages import RDBStorage
 
     storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=True)
     try:
         if storage.get_current_version() != storage.get_head_version():
             storage.upgrade()
+        return storage.get_current_version()
     finally:
         storage.engine.dispose()
 

@@ -49,7 +49,7 @@ from ._engine import (
 )
 from ._engine import dispose_engines as _dispose_hpo_engines
 from ._errors import StorageError, StudyExistsError, StudyNotFoundError, database_error_text
-from ._migrate import HEAD_REVISION, current_revision
+from ._migrate import HEAD_REVISION, UpgradeResult, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
 from ._rows import (
@@ -330,7 +330,7 @@ class Storage:
         except sa.exc.IntegrityError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            text = database_error_text(exc)
+            text = database_error_text(exc, self.url)
             hint = ""
             # A missing table, not a missing database or role (whose text also says "does not exist").
             if "no such table" in text or ("relation" in text and "does not exist" in text):
@@ -351,9 +351,13 @@ class Storage:
 
     # -- schema ------------------------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Create or upgrade hpo's tables (Alembic, ``hpo_alembic_version``) and Optuna's."""
-        _upgrade(self.url)
+    def upgrade(self) -> UpgradeResult:
+        """Create or upgrade hpo's tables (Alembic, ``hpo_alembic_version``) and Optuna's.
+
+        Returns:
+            The revisions before and after (:attr:`UpgradeResult.message` says it in one line).
+        """
+        return _upgrade(self.url)
 
     def check_schema(self) -> None:
         """Check, without changing anything, that the database has been upgraded.
