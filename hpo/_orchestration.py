@@ -274,6 +274,7 @@ def submit_study(storage: Storage, spec: StudySpec, *, queue: str | None = None)
         spec.objective.direction,
         first_stage_draft(spec),
         queue=queue,
+        metric_name=spec.objective.metric,
     )
 
 

@@ -456,5 +456,6 @@ def db_upgrade(db: NewDbOption = None) -> None:
     from hpo.storage import Storage
 
     storage = Storage(db or get_settings().database_url)
-    storage.upgrade()
-    err_console().print("database is at the latest schema version")
+    result = storage.upgrade()
+    # What was created or migrated, and where (the password hidden); markup off: URLs hold '['.
+    err_console().print(result.message, markup=False, highlight=False)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from ._engine import create_engine
 from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudyStateError
-from ._migrate import VERSION_TABLE, current_revision, head_revision, upgrade
+from ._migrate import VERSION_TABLE, UpgradeResult, current_revision, head_revision, upgrade
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 from ._optuna_mirror import decode_space, encode_space, optuna_storage
 from ._rows import StageDraft, StageRow, StudyProgress, StudyRow, TrialRow
@@ -40,6 +40,7 @@ __all__ = [
     "StudyStateError",
     "TrialRow",
     "TrialState",
+    "UpgradeResult",
     "create_engine",
     "current_revision",
     "decode_space",

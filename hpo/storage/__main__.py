@@ -9,7 +9,7 @@ import sys
 
 from .._errors import SpecError
 from ._errors import StorageError
-from ._migrate import current_revision, upgrade
+from ._migrate import upgrade
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,8 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
         url = get_settings().database_url
     try:
-        upgrade(url)
-        print(f"hpo tables at revision {current_revision(url)}")
+        print(upgrade(url).message)
     except SpecError as exc:  # a malformed URL
         print(f"error: {exc}", file=sys.stderr)
         return 2

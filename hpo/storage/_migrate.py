@@ -14,19 +14,22 @@ next to the ``hpo`` package (an editable install, or a checkout without symlinks
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._engine import LOCK_CLASS, _check_url, create_engine, exclusive, redact
+from ._engine import LOCK_CLASS, _check_url, create_engine, exclusive, read_engine, redact
 from ._errors import StorageError, database_error_text
 
 __all__ = [
     "HEAD_REVISION",
+    "OPTUNA_VERSION_TABLE",
     "TABLE_PREFIX",
     "VERSION_TABLE",
+    "UpgradeResult",
     "alembic_config",
     "current_revision",
     "head_revision",
@@ -37,6 +40,8 @@ __all__ = [
 ]
 
 VERSION_TABLE = "hpo_alembic_version"
+OPTUNA_VERSION_TABLE = "alembic_version"
+"""Where Optuna's own migrations record the version of its tables."""
 TABLE_PREFIX = "hpo_"
 _SCHEMA_LOCK_KEY = 0
 
@@ -118,20 +123,77 @@ def current_revision(url: str) -> str | None:
     Read with plain SQL from Alembic's version table: every command checks it, and importing
     Alembic would add ~0.1 s to each.
     """
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        if not sa.inspect(conn).has_table(VERSION_TABLE):
-            return None
-        table = sa.table(VERSION_TABLE, sa.column("version_num"))
-        revisions = conn.execute(sa.select(table.c.version_num)).scalars().all()
+    with create_engine(url).connect() as conn:
+        return _stored_revision(conn, VERSION_TABLE, url)
+
+
+def _stored_revision(conn: Connection, table_name: str, url: str) -> str | None:
+    """The revision recorded in an Alembic version table (``None``: no table, or no row)."""
+    if not sa.inspect(conn).has_table(table_name):
+        return None
+    table = sa.table(table_name, sa.column("version_num"))
+    revisions = conn.execute(sa.select(table.c.version_num)).scalars().all()
     if len(revisions) > 1:
-        raise StorageError(
-            f"database {redact(url)} has several hpo revisions {revisions}: repair {VERSION_TABLE}"
-        )
+        raise StorageError(f"database {redact(url)} has several revisions {revisions}: repair {table_name}")
     return revisions[0] if revisions else None
 
 
-def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
+@dataclass(frozen=True)
+class UpgradeResult:
+    """What :func:`upgrade` did to a database's tables.
+
+    Attributes:
+        url: The database, with any password hidden.
+        hpo_before: hpo's revision before (``None``: its tables did not exist).
+        hpo_after: hpo's revision after.
+        optuna_before: The version of Optuna's schema before (``None``: its tables did not exist,
+            or were not asked for).
+        optuna_after: The version of Optuna's schema after (``None``: not asked for).
+    """
+
+    url: str
+    hpo_before: str | None
+    hpo_after: str
+    optuna_before: str | None = None
+    optuna_after: str | None = None
+
+    @property
+    def changed(self) -> bool:
+        """Whether any table was created or migrated."""
+        return self.hpo_before != self.hpo_after or self.optuna_before != self.optuna_after
+
+    @property
+    def message(self) -> str:
+        """One line saying what was done, e.g. ``created hpo's tables (revision 0004) and
+        Optuna's tables (Optuna schema v3.2.0.a) in sqlite:///hpo.db``."""
+        parts = [("hpo", "revision", self.hpo_before, self.hpo_after)]
+        if self.optuna_after is not None:
+            parts.append(("Optuna", "Optuna schema", self.optuna_before, self.optuna_after))
+        done: list[tuple[str, str]] = []  # (verb, what)
+        kept: list[tuple[str, str]] = []  # (whose tables, version)
+        for owner, label, before, after in parts:
+            if before is None:
+                done.append(("created", f"{owner}'s tables ({label} {after})"))
+            elif before != after:
+                done.append(("upgraded", f"{owner}'s tables from {before} to {after}"))
+            else:
+                kept.append((owner, after))
+        if not done:
+            versions = ", ".join(f"{owner} {version}" for owner, version in kept)
+            return f"{self.url} is already at the latest schema ({versions})"
+        (verb, what), *more = done
+        # "created hpo's tables (...) and Optuna's tables (...)": a verb said once is not repeated.
+        text = f"{verb} {what}" + "".join(
+            f" and {other}" if again == verb else f" and {again} {other}" for again, other in more
+        )
+        already = "".join(f" ({owner}'s tables already at {version})" for owner, version in kept)
+        return f"{text} in {self.url}{already}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> UpgradeResult:
     """Bring hpo's tables (and Optuna's) in the database at ``url`` up to date.
 
     Safe to call from several processes at once: on PostgreSQL the migration runs under an advisory
@@ -142,6 +204,9 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
         url: The database URL.
         revision: Target revision of hpo's migrations.
         optuna: Also create/upgrade Optuna's tables.
+
+    Returns:
+        The revisions before and after (:attr:`UpgradeResult.message` says it in one line).
 
     Raises:
         StorageError: The database cannot be reached or migrated.
@@ -160,11 +225,21 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> None:
                         )
                     )
                 )
+            hpo_before = _stored_revision(conn, VERSION_TABLE, url)
             command.upgrade(alembic_config(url, conn), revision)
+            hpo_after = _stored_revision(conn, VERSION_TABLE, url)
+        assert hpo_after is not None  # Alembic has just written it
+        result = UpgradeResult(redact(url), hpo_before, hpo_after)
         if optuna:
             from ._optuna_mirror import upgrade_optuna_schema
 
             with exclusive(engine, "schema", _SCHEMA_LOCK_KEY):
-                upgrade_optuna_schema(url)
+                with read_engine(engine).connect() as conn:
+                    optuna_before = _stored_revision(conn, OPTUNA_VERSION_TABLE, url)
+                optuna_after = upgrade_optuna_schema(url)
+            result = replace(result, optuna_before=optuna_before, optuna_after=optuna_after)
     except sa.exc.SQLAlchemyError as exc:
-        raise StorageError(f"cannot migrate the database {redact(url)}: {database_error_text(exc)}") from exc
+        raise StorageError(
+            f"cannot migrate the database {redact(url)}: {database_error_text(exc, url)}"
+        ) from exc
+    return result

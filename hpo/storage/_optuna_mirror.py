@@ -6,6 +6,15 @@ its last intermediate value) with its params, distributions, per-epoch intermedi
 ``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed``. Optuna numbers its trials
 in the order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
 
+``user_attrs["stage"]`` is the stage as hpo's commands show it, counted from 1 (``hpo status``,
+``hpo trials``, ``hpo best``); hpo's own tables count from 0 (``hpo_trials.stage``,
+``hpo_stages.index``). Trials mirrored by earlier versions of hpo keep the 0-based ``stage`` they
+were written with (nothing in hpo reads the attribute back).
+
+The Optuna study names its objective as ``optuna.Study.set_metric_names`` does (the system
+attribute ``study:metric_names``, e.g. ``["val_acc"]``), so Optuna's tools and optuna-dashboard
+show ``val_acc`` or ``val_loss`` instead of "Objective 0".
+
 Studies are created and deleted, and trials inserted in batches, on the caller's connection through
 Optuna's own models and table definitions, so that they commit together with hpo's record of them
 (``hpo_studies.optuna_study_id``, ``hpo_trials.optuna_trial_id``); the lock and the bookkeeping are
@@ -41,6 +50,8 @@ if TYPE_CHECKING:
 __all__ = [
     "HPO_STUDY_ATTR",
     "HPO_TRIAL_ATTR",
+    "METRIC_NAMES_ATTR",
+    "add_metric_name",
     "create_optuna_study",
     "decode_space",
     "delete_optuna_study",
@@ -63,6 +74,9 @@ HPO_TRIAL_ATTR = "hpo_trial_id"
 HPO_STUDY_ATTR = "hpo_study_id"
 HPO_LINK_ATTR = "hpo:link"
 """System attribute of an Optuna study holding the token of the hpo study that owns it."""
+METRIC_NAMES_ATTR = "study:metric_names"
+"""System attribute where ``optuna.Study.set_metric_names`` stores the objectives' names (a JSON
+list), read by ``Study.metric_names`` and optuna-dashboard."""
 SPACE_JSON_VERSION = 1
 """Version of the stored space layout shared with :mod:`hpo.samplers`."""
 
@@ -145,14 +159,19 @@ def dispose_optuna_storages() -> None:
         _storages.clear()
 
 
-def upgrade_optuna_schema(url: str) -> None:
-    """Create Optuna's tables, or upgrade them with Optuna's own migrations (``alembic_version``)."""
+def upgrade_optuna_schema(url: str) -> str:
+    """Create Optuna's tables, or upgrade them with Optuna's own migrations (``alembic_version``).
+
+    Returns:
+        The version of Optuna's schema now (e.g. ``v3.2.0.a``).
+    """
     from optuna.storages import RDBStorage
 
     storage = RDBStorage(url, engine_kwargs=_engine_kwargs(url), skip_compatibility_check=True)
     try:
         if storage.get_current_version() != storage.get_head_version():
             storage.upgrade()
+        return storage.get_current_version()
     finally:
         storage.engine.dispose()
 
@@ -196,14 +215,22 @@ def is_linked(conn: Connection, optuna_study_id: int | None, name: str, link: st
     return stored == json.dumps(link)
 
 
-def create_optuna_study(conn: Connection, name: str, direction: str, hpo_study_id: int, link: str) -> int:
+def create_optuna_study(
+    conn: Connection,
+    name: str,
+    direction: str,
+    hpo_study_id: int,
+    link: str,
+    metric_name: str | None = None,
+) -> int:
     """Create the Optuna study of an hpo study on ``conn``, inside the caller's transaction.
 
     The caller writes the link (``hpo_studies.optuna_study_id``) in the same transaction, so no
     Optuna study made by hpo is ever left without its owner. The rows are written through Optuna's
     own ORM models, as ``RDBStorage.create_new_study`` writes them, with ``user_attrs`` recording
-    the owner for readers and the system attribute ``hpo:link`` holding ``link`` (see
-    :func:`is_linked`).
+    the owner for readers, the system attribute ``hpo:link`` holding ``link`` (see
+    :func:`is_linked`) and, given a ``metric_name``, the objective's name as
+    ``Study.set_metric_names`` stores it.
 
     Raises:
         sqlalchemy.exc.IntegrityError: An Optuna study of that name exists (its names are unique).
@@ -221,12 +248,43 @@ def create_optuna_study(conn: Connection, name: str, direction: str, hpo_study_i
         study.user_attributes = [
             models.StudyUserAttributeModel(key=HPO_STUDY_ATTR, value_json=json.dumps(hpo_study_id))
         ]
+        system_attrs: dict[str, Any] = {HPO_LINK_ATTR: link}
+        if metric_name is not None:
+            system_attrs[METRIC_NAMES_ATTR] = [metric_name]
         study.system_attributes = [
-            models.StudySystemAttributeModel(key=HPO_LINK_ATTR, value_json=json.dumps(link))
+            models.StudySystemAttributeModel(key=key, value_json=json.dumps(value))
+            for key, value in system_attrs.items()
         ]
         session.add(study)
         session.flush()
         return int(study.study_id)
+
+
+def add_metric_name(conn: Connection, optuna_study_id: int, metric_name: str | None) -> bool:
+    """Name the objective of an Optuna study made before hpo recorded it, on ``conn``.
+
+    A study that has names already (hpo's, or a user's from ``set_metric_names``) is left as it
+    is. The caller holds the study's mirror lock, so two writers never add the row together.
+
+    Returns:
+        Whether the name was written.
+    """
+    from optuna.storages._rdb import models
+
+    if metric_name is None:
+        return False
+    attrs = models.StudySystemAttributeModel.__table__
+    named = sa.select(attrs.c.key).where(
+        attrs.c.study_id == optuna_study_id, attrs.c.key == METRIC_NAMES_ATTR
+    )
+    if conn.execute(named).first() is not None:
+        return False
+    conn.execute(
+        sa.insert(attrs).values(
+            study_id=optuna_study_id, key=METRIC_NAMES_ATTR, value_json=json.dumps([metric_name])
+        )
+    )
+    return True
 
 
 def delete_optuna_study(conn: Connection, optuna_study_id: int) -> None:
@@ -406,7 +464,7 @@ def frozen_trial(row: TrialRow, distributions: Mapping[str, BaseDistribution]) -
     user_attrs: dict[str, Any] = {
         HPO_TRIAL_ATTR: row.id,
         "hpo_number": row.number,
-        "stage": row.stage,
+        "stage": row.stage + 1,  # as hpo's commands show it (module docstring)
         "seed": row.seed,
     }
     if unmirrored:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import logging
 import math
 import uuid
@@ -48,7 +49,7 @@ from ._engine import (
 )
 from ._engine import dispose_engines as _dispose_hpo_engines
 from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudyStateError, database_error_text
-from ._migrate import HEAD_REVISION, current_revision
+from ._migrate import HEAD_REVISION, UpgradeResult, current_revision
 from ._migrate import upgrade as _upgrade
 from ._models import FINISHED_STATES, Stage, StageState, Study, StudyState, Trial, TrialState
 from ._rows import (
@@ -84,6 +85,16 @@ def _name_taken(name: str) -> StudyExistsError:
         f"an Optuna study named {name!r} already exists in this database and is not one of hpo's; "
         "hpo never changes it: choose another name"
     )
+
+
+def _spec_metric(spec_json: str) -> str | None:
+    """The objective metric a stored spec names (``objective.metric``), if it names one."""
+    try:
+        objective = json.loads(spec_json).get("objective")
+        metric = objective.get("metric") if isinstance(objective, dict) else None
+    except (ValueError, AttributeError):  # not JSON, or not an object
+        return None
+    return metric if isinstance(metric, str) and metric else None
 
 
 class _RollbackError(Exception):
@@ -320,7 +331,7 @@ class Storage:
         except sa.exc.IntegrityError:
             raise
         except sa.exc.SQLAlchemyError as exc:
-            text = database_error_text(exc)
+            text = database_error_text(exc, self.url)
             hint = ""
             # A missing table, not a missing database or role (whose text also says "does not exist").
             if "no such table" in text or ("relation" in text and "does not exist" in text):
@@ -341,9 +352,13 @@ class Storage:
 
     # -- schema ------------------------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Create or upgrade hpo's tables (Alembic, ``hpo_alembic_version``) and Optuna's."""
-        _upgrade(self.url)
+    def upgrade(self) -> UpgradeResult:
+        """Create or upgrade hpo's tables (Alembic, ``hpo_alembic_version``) and Optuna's.
+
+        Returns:
+            The revisions before and after (:attr:`UpgradeResult.message` says it in one line).
+        """
+        return _upgrade(self.url)
 
     def check_schema(self) -> None:
         """Check, without changing anything, that the database has been upgraded.
@@ -383,6 +398,7 @@ class Storage:
         first_stage: StageDraft,
         *,
         queue: str | None = None,
+        metric_name: str | None = None,
     ) -> tuple[StudyRow, bool]:
         """Create a study with its first stage and that stage's ``PENDING`` trials, in one transaction.
 
@@ -396,6 +412,8 @@ class Storage:
             direction: ``"minimize"`` or ``"maximize"``.
             first_stage: Stage 0 with trials numbered 0, 1, ...
             queue: The message queue its trials go to (None: local processes run it).
+            metric_name: The objective's name in the Optuna study (``val_acc``, ``val_loss``);
+                None: the spec's ``objective.metric``, if ``spec_json`` names one.
 
         Returns:
             ``(study, created)``; ``created`` is ``False`` when the study already existed.
@@ -434,7 +452,8 @@ class Storage:
                     .returning(_S.c.id)
                 ).scalar_one()
                 # Our study and its Optuna study commit together: none exists without the other.
-                self._link_optuna_study(conn, study_id, name, direction)
+                metric = metric_name or _spec_metric(spec_json)
+                self._link_optuna_study(conn, study_id, name, direction, metric)
                 self._insert_stage(conn, study_id, first_stage, now)
         except (_RollbackError, sa.exc.IntegrityError):
             # A concurrent creator of the same name won (ours or Optuna's unique name).
@@ -1344,7 +1363,7 @@ class Storage:
                 return study
             if optuna_mirror.optuna_study_named(conn, study.name) is not None:
                 raise _name_taken(study.name)
-            self._link_optuna_study(conn, study.id, study.name, study.direction)
+            self._link_optuna_study(conn, study.id, study.name, study.direction, _spec_metric(study.spec))
             if study.optuna_study_id is not None:
                 # The recorded Optuna study was not found (SQLite may even reuse its id): every trial
                 # is written again, or re-linked where the look-up by hpo_trial_id finds it.
@@ -1357,10 +1376,12 @@ class Storage:
         return self.get_study_by_id(study.id)
 
     @staticmethod
-    def _link_optuna_study(conn: Connection, study_id: int, name: str, direction: str) -> None:
+    def _link_optuna_study(
+        conn: Connection, study_id: int, name: str, direction: str, metric_name: str | None
+    ) -> None:
         """Create the study's Optuna study and record the link to it, in the caller's transaction."""
         link = uuid.uuid4().hex  # an identity, not a sampled value: no seeded generator needed
-        optuna_id = optuna_mirror.create_optuna_study(conn, name, direction, study_id, link)
+        optuna_id = optuna_mirror.create_optuna_study(conn, name, direction, study_id, link, metric_name)
         conn.execute(
             sa.update(_S).where(_S.c.id == study_id).values(optuna_study_id=optuna_id, optuna_link=link)
         )
@@ -1380,7 +1401,8 @@ class Storage:
         The Optuna rows and hpo's record of them (``optuna_trial_id``) commit together, so a trial
         is written once even if the process dies half-way. Concurrent callers are serialised per
         study (a transaction-level advisory lock on PostgreSQL; ``BEGIN IMMEDIATE`` on SQLite),
-        which also keeps Optuna's trial numbers unique.
+        which also keeps Optuna's trial numbers unique. An Optuna study made before hpo named its
+        objective gets the spec's metric name (``study:metric_names``) with the next trials.
 
         Args:
             study_id: The study.
@@ -1405,34 +1427,42 @@ class Storage:
         with self._errors(), self._write() as conn:
             advisory_lock(conn, study_id)
             rows = [_trial(m) for m in conn.execute(query.order_by(_T.c.number)).mappings()]
-            if not rows:
-                return 0
-            linked = optuna_mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
-            for row in rows:
-                if row.id in linked and row.intermediate:
-                    # Written before a crash, maybe without its intermediate values: complete it.
-                    optuna_mirror.insert_intermediate(conn, linked[row.id], row.intermediate)
-            todo = [r for r in rows if r.id not in linked]
-            stage_rows = conn.execute(sa.select(_G).where(_G.c.study_id == study_id)).mappings()
-            stages = [_stage(m) for m in stage_rows]
-            frozen = [
-                optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage))
-                for r in todo
-            ]
-            written = optuna_mirror.insert_trials(conn, optuna_id, frozen)
-            ids = {**linked, **{r.id: o for r, o in zip(todo, written, strict=True)}}
-            conn.execute(
-                sa.update(_T)
-                .where(_T.c.id == sa.bindparam("hpo_id"), _T.c.optuna_trial_id.is_(None))
-                .values(optuna_trial_id=sa.bindparam("optuna_id")),
-                [{"hpo_id": k, "optuna_id": v} for k, v in ids.items()],
-            )
-            return len(written)
+            if rows or repair:
+                # A study made before hpo named its objective gets the name (a user's names stay).
+                optuna_mirror.add_metric_name(conn, optuna_id, _spec_metric(study.spec))
+            return self._mirror_rows(conn, study_id, optuna_id, rows, repair=repair) if rows else 0
+
+    @staticmethod
+    def _mirror_rows(
+        conn: Connection, study_id: int, optuna_id: int, rows: Sequence[TrialRow], *, repair: bool
+    ) -> int:
+        """Write (or, with ``repair``, link where found) the Optuna trials of ``rows``, and record them."""
+        linked = optuna_mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
+        for row in rows:
+            if row.id in linked and row.intermediate:
+                # Written before a crash, maybe without its intermediate values: complete it.
+                optuna_mirror.insert_intermediate(conn, linked[row.id], row.intermediate)
+        todo = [r for r in rows if r.id not in linked]
+        stage_rows = conn.execute(sa.select(_G).where(_G.c.study_id == study_id)).mappings()
+        stages = [_stage(m) for m in stage_rows]
+        frozen = [
+            optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage)) for r in todo
+        ]
+        written = optuna_mirror.insert_trials(conn, optuna_id, frozen)
+        ids = {**linked, **{r.id: o for r, o in zip(todo, written, strict=True)}}
+        conn.execute(
+            sa.update(_T)
+            .where(_T.c.id == sa.bindparam("hpo_id"), _T.c.optuna_trial_id.is_(None))
+            .values(optuna_trial_id=sa.bindparam("optuna_id")),
+            [{"hpo_id": k, "optuna_id": v} for k, v in ids.items()],
+        )
+        return len(written)
 
     def sync(self, study_id: int) -> int:
         """Mirror every finished trial of a study that is missing from its Optuna study.
 
-        Re-creates the Optuna study if it was deleted. Idempotent.
+        Re-creates the Optuna study if it was deleted, and names its objective if it was made
+        before hpo did (:meth:`mirror`). Idempotent.
 
         Returns:
             Number of Optuna trials written.

@@ -54,3 +54,8 @@ def test_dashboard_shows_the_study_with_params_values_and_curves(tmp_path: Path)
     assert {t["state"] for t in trials} == {"Complete"}
     assert all({p["name"] for p in t["params"]} == {"lr", "weight_decay"} for t in trials)
     assert all(t["intermediate_values"] for t in trials)  # per-epoch validation accuracy
+    # The objective is named by its metric (the dashboard shows "Objective 0" without a name), and
+    # the stage is the one hpo's commands show, counted from 1.
+    assert detail["objective_names"] == ["val_acc"]
+    stages = {a["value"] for t in trials for a in t["user_attrs"] if a["key"] == "stage"}
+    assert stages == {"1", "2"}

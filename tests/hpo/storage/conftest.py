@@ -93,11 +93,17 @@ def make_study(storage: Storage) -> Iterator[Callable[..., StudyRow]]:
     """Create uniquely named studies on ``storage``; they are deleted after the test."""
     names: list[str] = []
 
-    def make(n: int = 4, direction: str = "maximize", space: dict[str, Any] | None = None) -> StudyRow:
+    def make(
+        n: int = 4,
+        direction: str = "maximize",
+        space: dict[str, Any] | None = None,
+        spec_json: str | None = None,
+        **kwargs: Any,
+    ) -> StudyRow:
         name = f"t-{uuid.uuid4().hex[:10]}"
         names.append(name)
         study, created = storage.create_study(
-            name, f'{{"n": {n}}}', f"hash-{n}", direction, draft(0, n, 0, space)
+            name, spec_json or f'{{"n": {n}}}', f"hash-{n}", direction, draft(0, n, 0, space), **kwargs
         )
         assert created
         return study

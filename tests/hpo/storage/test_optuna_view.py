@@ -15,6 +15,7 @@ from optuna.trial import TrialState as OptunaState
 
 from hpo.storage import Storage, StorageError, StudyRow, TrialState, encode_space
 from hpo.storage._models import Trial
+from hpo.storage._optuna_mirror import METRIC_NAMES_ATTR
 
 from .conftest import SPACE, draft
 
@@ -43,7 +44,7 @@ def assert_optuna_view_agrees(storage: Storage, study: StudyRow) -> None:
         assert ft.intermediate_values == (row.intermediate or {})
         assert (ft.user_attrs["hpo_number"], ft.user_attrs["stage"], ft.user_attrs["seed"]) == (
             row.number,
-            row.stage,
+            row.stage + 1,  # 1-based, as hpo's commands show it
             row.seed,
         )
         if row.state == TrialState.COMPLETE:
@@ -204,3 +205,54 @@ def test_space_layout_is_the_samplers_layout() -> None:
     assert list(decode_space(encode_space(SPACE))) == list(SPACE)  # order kept
     plain = {name: json.loads(optuna.distributions.distribution_to_json(d)) for name, d in SPACE.items()}
     assert decode_space(json.dumps(plain)) == SPACE
+
+
+def _metric_names(storage: Storage, study: StudyRow) -> list[str] | None:
+    return optuna.load_study(study_name=study.name, storage=storage.url).metric_names
+
+
+def test_the_optuna_study_names_its_objective_metric(storage: Storage, make_study: MakeStudy) -> None:
+    given = make_study(2, direction="minimize", metric_name="val_loss")
+    assert _metric_names(storage, given) == ["val_loss"]
+    from_spec = make_study(2, spec_json='{"objective": {"metric": "val_acc", "direction": "maximize"}}')
+    assert _metric_names(storage, from_spec) == ["val_acc"]
+    assert _metric_names(storage, make_study(2)) is None  # a spec without a metric: nothing to name
+    _run(storage, from_spec, 0)
+    assert _metric_names(storage, from_spec) == ["val_acc"]  # mirroring keeps it
+
+
+def _forget_metric_names(storage: Storage, study: StudyRow) -> None:
+    """As an Optuna study made before hpo named its objective."""
+    with storage.engine.begin() as conn:
+        conn.execute(
+            sa.text("DELETE FROM study_system_attributes WHERE study_id = :id AND key = :key"),
+            {"id": study.optuna_study_id, "key": METRIC_NAMES_ATTR},
+        )
+    assert _metric_names(storage, study) is None
+
+
+def test_an_older_optuna_study_gets_its_metric_name_from_mirror_and_sync(
+    storage: Storage, make_study: MakeStudy
+) -> None:
+    study = make_study(3, spec_json='{"objective": {"metric": "val_acc"}}')
+    _forget_metric_names(storage, study)
+    assert storage.mirror(study.id) == 0  # nothing finished: nothing written, not even the name
+    assert _metric_names(storage, study) is None
+    _run(storage, study, 0)  # finishes and mirrors the trials
+    assert _metric_names(storage, study) == ["val_acc"]
+    _forget_metric_names(storage, study)
+    assert storage.sync(study.id) == 0  # every trial is mirrored already; the name is repaired
+    assert _metric_names(storage, study) == ["val_acc"]
+    optuna.delete_study(study_name=study.name, storage=storage.url)
+    assert storage.sync(study.id) == 3  # a re-created Optuna study is named too
+    assert _metric_names(storage, study) == ["val_acc"]
+    assert_optuna_view_agrees(storage, study)
+
+
+@pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
+def test_names_a_user_gave_the_objective_are_kept(storage: Storage, make_study: MakeStudy) -> None:
+    study = make_study(3, spec_json='{"objective": {"metric": "val_acc"}}')
+    optuna.load_study(study_name=study.name, storage=storage.url).set_metric_names(["accuracy"])
+    _run(storage, study, 0)
+    assert storage.sync(study.id) == 0
+    assert _metric_names(storage, study) == ["accuracy"]
