@@ -14,8 +14,9 @@ COPY engine ./engine
 COPY hpo ./hpo
 COPY workers ./workers
 COPY migrations ./migrations
-# flower is for the image only (the monitoring UI), not a dependency of the project.
-RUN pip install ".[dashboard]" flower
+# flower is for the image only (the monitoring UI), not a dependency of the project. Version 2:
+# basic auth from FLOWER_BASIC_AUTH, and no API without auth (docker-compose.yml sets it).
+RUN pip install ".[dashboard]" "flower>=2"
 
 FROM python:3.11-slim
 ENV PYTHONUNBUFFERED=1 \

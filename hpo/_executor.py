@@ -52,8 +52,16 @@ class Executor(ABC):
         or None when the broker cannot be inspected (the reaper then re-sends by age only)."""
 
     @abstractmethod
-    def worker_command(self, *, concurrency: int, queues: str | None, loglevel: str) -> list[str]:
-        """The command line that starts a worker process with these options."""
+    def worker_command(
+        self, *, concurrency: int, queues: str | None, loglevel: str, name: str | None = None
+    ) -> list[str]:
+        """The command line that starts a worker process with these options; ``name`` is the
+        worker's name where the executor lists its workers (default: one unique to the process
+        that runs the command line).
+
+        Raises:
+            SpecError: ``name`` is not a name the executor can use.
+        """
 
 
 def load_executor(name: str, broker_url: str, database_url: str, *, queue: str | None = None) -> Executor:

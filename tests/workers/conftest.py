@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,8 +174,17 @@ class Workers:
         }
 
     def start(
-        self, n: int = 1, *, concurrency: int = 2, wait: bool = True, broker: str | None = None, **extra: str
+        self,
+        n: int = 1,
+        *,
+        concurrency: int = 2,
+        wait: bool = True,
+        broker: str | None = None,
+        args: Sequence[str] = (),
+        **extra: str,
     ) -> list[Worker]:
+        """Start ``n`` workers (``hpo worker -c CONCURRENCY -l info ARGS``), ``extra`` in their
+        environment."""
         new = []
         for _ in range(n):
             log = self.tmp / f"worker-{len(self.started)}.log"
@@ -184,7 +193,7 @@ class Workers:
                 env["HPO_BROKER_URL"] = broker
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "hpo", "worker", "-c", str(concurrency), "-l", "info"],
+                    [sys.executable, "-m", "hpo", "worker", "-c", str(concurrency), "-l", "info", *args],
                     cwd=ROOT,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,10 +10,10 @@ from pathlib import Path
 import pytest
 from celery.exceptions import ImproperlyConfigured, Reject
 
-from hpo import HPOError, Settings
+from hpo import HPOError, Settings, SpecError
 from hpo._executor import check_database_shareable
 from hpo._urls import redact_url
-from workers.app import check_time_limits, create_app
+from workers.app import check_time_limits, create_app, node_name
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKER = "redis://:s3cret@127.0.0.1:6379/15"
@@ -78,6 +79,51 @@ def test_worker_command_carries_no_password() -> None:
     argv = CeleryExecutor(_app()).worker_command(concurrency=2, queues=None, loglevel="info")
     assert "s3cret" not in " ".join(argv)
     assert argv[-6:-2] == ["--concurrency=2", "--pool=prefork", "--loglevel=info", "--queues=hpo"]
+
+
+def test_worker_command_names_the_node() -> None:
+    from workers._executor import CeleryExecutor
+
+    executor = CeleryExecutor(_app())
+
+    def hostname(**kw: str) -> list[str]:
+        argv = executor.worker_command(concurrency=1, queues=None, loglevel="info", **kw)
+        return [a for a in argv if a.startswith("--hostname=")]
+
+    # Unique per process by default: the PID of the process that execs the worker.
+    assert hostname() == [f"--hostname=hpo-{os.getpid()}@%h"]
+    assert hostname(name="gpu-1") == ["--hostname=gpu-1@%h"]
+    assert hostname(name="gpu-%n@box.example") == ["--hostname=gpu-%n@box.example"]
+
+
+@pytest.mark.parametrize("good", ["w1", "w_1.a-b", "hpo-%n", "a@%h", "a@b.example", "%h", "x" * 200])
+def test_node_names_accepted(good: str) -> None:
+    assert node_name(good) == (good if "@" in good else f"{good}@%h")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "",
+        "a b",
+        "two\nlines",
+        "trailing\n",
+        "a\tb",
+        "a,b",
+        "a/b",
+        "a@b@c",
+        "@host",
+        "name@",
+        "x%p",
+        "%%",
+        "é",
+        "x" * 201,
+    ],
+)
+def test_node_names_refused(bad: str) -> None:
+    with pytest.raises(SpecError, match=r"^--name: .* is not a worker name") as info:
+        node_name(bad)
+    assert "\n" not in str(info.value)  # one line, whatever the name holds
 
 
 @pytest.mark.parametrize("bad", ["1; drop table hpo_trials", -5, 0, 1.5, None, [1], True])
