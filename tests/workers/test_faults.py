@@ -159,7 +159,9 @@ def test_sigkill_of_a_whole_worker_mid_trial(
     assert killed, "the kill landed after every trial of the first worker had finished"
     for row in killed:
         assert row.state == "COMPLETE" and row.attempts >= 2, (row.state, row.attempts)
-        assert pool_pid(row) in ws[1].pool()
+        # Run again by a pool process of the surviving worker (each logs its id when it starts:
+        # the pool may have replaced that process since, so its current children are no proof).
+        assert f"trial worker {row.worker} is a pool process of" in ws[1].text(), row.worker
     one_optuna_trial_per_trial(storage, study_name)
 
 
