@@ -90,6 +90,7 @@ def test_example_stage_plans() -> None:
         assert spec.total_trials == sum(t for t, _ in plans[spec.name])
     assert plans == {
         "digits-lr-wd": [(16, 10), (16, 15), (8, 20)],
+        "digits-mixed": [(24, 8), (16, 12), (12, 16)],
         "mnist-book": [(40, 10), (30, 25), (30, 50)],
         "mnist-book-random": [(100, 50)],
     }
