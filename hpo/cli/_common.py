@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -30,11 +27,9 @@ __all__ = [
     "NewDbOption",
     "Outages",
     "check_broker_option",
-    "check_output",
     "emit",
     "fmt_value",
     "open_storage",
-    "write_output",
 ]
 
 
@@ -134,7 +129,8 @@ def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None
     if fmt is OutputFormat.json:
         out_console().print_json(json.dumps(list(rows), default=str))
         return
-    columns = list(rows[0]) if rows else []
+    # Rows may differ (a failed trial has a reason): the columns of all of them, in first-seen order.
+    columns = list(dict.fromkeys(key for row in rows for key in row))
     if fmt is OutputFormat.csv:
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
@@ -145,7 +141,7 @@ def emit(rows: Sequence[dict[str, Any]], fmt: OutputFormat, *, title: str | None
         return
     table = Table(*columns, title=title)
     for row in rows:
-        table.add_row(*(fmt_value(row[c]) for c in columns))
+        table.add_row(*(fmt_value(row.get(c)) for c in columns))
     out_console().print(table)
 
 
@@ -193,41 +189,3 @@ class Outages:
             err_console().print(f"reconnected after {lasted:.0f} s", highlight=False)
             self._since, self._delay = None, 0.1
         return value
-
-
-def check_output(path: Path, option: str = "--output") -> Path:
-    """``path`` if a file can be written there, checked before any work is done.
-
-    Raises:
-        SpecError: Its folder does not exist or is not writable, or it is a folder (one line
-            naming ``option``, exit code 2).
-    """
-    from hpo import SpecError
-
-    folder = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        problem = "is a directory"
-    elif not folder.is_dir():
-        problem = f"its directory {folder} does not exist"
-    elif not os.access(folder, os.W_OK | os.X_OK):
-        problem = f"its directory {folder} is not writable"
-    else:
-        return path
-    raise SpecError(f"{option}: cannot write {path}: {problem}", field=option)
-
-
-def write_output(path: Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temporary file beside it, renamed over it, so a
-    crash or a full disk never leaves half a file."""
-    import tempfile
-
-    raw = data.encode("utf-8") if isinstance(data, str) else data
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent if str(path.parent) else ".")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(raw)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from ._app import app
-from ._common import DbOption, open_storage
+from ._common import DbOption, NameArgument, open_storage
 from ._console import err_console
 
 __all__ = ["plot"]
@@ -19,13 +19,16 @@ __all__ = ["plot"]
 
 @app.command()
 def plot(
-    name: Annotated[str, typer.Argument(help="Study name.")],
+    name: NameArgument,
     output: Annotated[
         Path,
-        typer.Option("--output", "-o", help="File to write: PNG, or SVG/PDF by its extension."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="File to write: PNG, or SVG/PDF by its extension."
+        ),
     ] = Path("curves.png"),
     top: Annotated[
-        int, typer.Option("--top", "-k", help="How many best trials to draw.", min=1, max=100)
+        int,
+        typer.Option("--top", "-k", metavar="N", help="How many best trials to draw.", min=1, max=100),
     ] = 20,
     search: Annotated[
         bool,

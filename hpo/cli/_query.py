@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ._app import EXIT_FAILURE, EXIT_INTERRUPTED, OutputFormat, app
-from ._common import DbOption, FormatOption, NameArgument, check_output, emit, open_storage, write_output
+from ._common import DbOption, FormatOption, NameArgument, emit, open_storage
 from ._console import err_console, out_console
 
 if TYPE_CHECKING:
@@ -270,12 +270,25 @@ def export(
     db: DbOption = None,
 ) -> None:
     """Every trial with its parameters, score, state, reason and per-epoch curves."""
+    from hpo import SpecError
+    from hpo._output import atomic_output
+
+    if fmt is OutputFormat.table:
+        raise SpecError("--format: export writes csv or json", field="--format")
+    if output is None:
+        typer.echo(_export_text(open_storage(db), name, fmt), nl=False)
+        return
+    # The output is checked (its temporary file created) before any work; written whole or not at all.
+    with atomic_output(output) as file:
+        text = _export_text(open_storage(db), name, fmt)
+        file.write(text.encode("utf-8"))
+    err_console().print(f"wrote {name}'s trials to {output}", highlight=False)
+
+
+def _export_text(storage: Storage, name: str, fmt: OutputFormat) -> str:
     import csv
     import io
 
-    if output is not None:
-        check_output(output)  # before any work: a wrong path is bad input, not a traceback at the end
-    storage = open_storage(db)
     study = storage.get_study(name)
     records = []
     for t in storage.trials(study.id):
@@ -292,24 +305,16 @@ def export(
                 "curves": t.curves or [],
             }
         )
-    if fmt is OutputFormat.csv:
-        buf = io.StringIO()
-        param_names = sorted({k for r in records for k in r["params"]})
-        fields = ["trial", "stage", "state", "value", "seed", "attempts", "reason", *param_names, "curves"]
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for r in records:
-            flat = {k: v for k, v in r.items() if k not in ("params", "curves")}
-            flat.update(r["params"])
-            flat["curves"] = json.dumps(r["curves"])
-            writer.writerow(flat)
-        text = buf.getvalue()
-    elif fmt is OutputFormat.json:
-        text = json.dumps({"study": _status_doc(storage, name), "trials": records}, default=str, indent=1)
-    else:
-        raise typer.BadParameter("export writes csv or json", param_hint="--format")
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        write_output(output, text)
-        err_console().print(f"wrote {len(records)} trials to {output}", highlight=False)
+    if fmt is OutputFormat.json:
+        return json.dumps({"study": _status_doc(storage, name), "trials": records}, default=str, indent=1)
+    buf = io.StringIO()
+    param_names = sorted({k for r in records for k in r["params"]})
+    fields = ["trial", "stage", "state", "value", "seed", "attempts", "reason", *param_names, "curves"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        flat = {k: v for k, v in r.items() if k not in ("params", "curves")}
+        flat.update(r["params"])
+        flat["curves"] = json.dumps(r["curves"])
+        writer.writerow(flat)
+    return buf.getvalue()

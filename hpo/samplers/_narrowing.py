@@ -349,8 +349,12 @@ def _window(
     ``[a, b]`` is the current window, ``[s_lo, s_hi]`` the top trials' span and ``[h_lo, h_hi]`` the
     hard bounds (infinite when absent), all in u-space.
     """
-    # A top trial beyond a hard bound (possible only if the bounds cut the stage's window) counts as
-    # lying on the bound: the window can never go there anyway.
+    # Hard bounds that cut the stage's window (given narrower than its range) cut it for the rule
+    # too: a top trial beyond one counts as lying on the bound, and crowding is judged within the
+    # window as it can be sampled (else a top trial clipped to the upper bound could look as if it
+    # crowded the lower edge, and the window panned away from it).
+    if max(a, h_lo) < min(b, h_hi):
+        a, b = max(a, h_lo), min(b, h_hi)
     s_lo, s_hi = min(max(s_lo, h_lo), h_hi), min(max(s_hi, h_lo), h_hi)
     w = b - a
     crowd_low = s_lo - a <= rule.edge_zone * w

@@ -341,6 +341,19 @@ def test_regression_minimum_window_does_not_escape_hard_bounds() -> None:
     assert _range(wide["x"]) == (-0.5, 0.5)
 
 
+def test_regression_hard_bounds_inside_the_window_do_not_make_it_pan_away() -> None:
+    # Found by the property test: an int window [0, 3] cut by a hard upper bound of 1.5, the top
+    # trial at 3 (clipped to 1). Judged against the uncut window, 1 seemed to crowd the low edge,
+    # and the window panned down to [-2, 1]. Within the window as it can be sampled ([0, 1]) the top
+    # trial crowds the high edge, where the bound stops it.
+    space = {"x": IntDistribution(0, 3)}
+    rule = NarrowingRule(top_fraction=1.0, min_top=1, margin=1.0, min_width=0.25, pan=True, edge_zone=0.5)
+    new = narrow_space(
+        space, [({"x": 3}, 0.0)], "maximize", rule, initial_space=space, hard_bounds={"x": (None, 1.5)}
+    )
+    assert _range(new["x"]) == (0, 1)
+
+
 def test_regression_result_is_not_thrown_away() -> None:
     # bayes_opt #476: the clipped bounds were computed and discarded (`self._trim(...)` without
     # assignment), so windows left the global bounds. Over stages that keep pushing at a bound, the
