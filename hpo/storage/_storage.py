@@ -435,7 +435,9 @@ class Storage:
                 if conn.execute(sa.select(_S.c.id).where(_S.c.name == name)).first() is not None:
                     raise _RollbackError  # created since we looked (SQLite serialises writers)
                 if optuna_mirror.optuna_study_named(conn, name) is not None:
-                    raise _name_taken(name)
+                    # A user's, or (PostgreSQL, READ COMMITTED) that of a creator of this very study
+                    # who committed since our look-up above: told apart after the rollback.
+                    raise _RollbackError
                 study_id = conn.execute(
                     sa.insert(_S)
                     .values(
