@@ -179,7 +179,7 @@ def _quantiles(values: list[float]) -> dict[str, float]:
 
 def _direct_calls(db: str, trials: int) -> dict[str, Any]:
     """claim, finish (+ progress) and advance (+ batched mirror), called in this process (no Celery)."""
-    from hpo._orchestration import advance, submit_study
+    from hpo.orchestration import advance_study, submit_study
     from hpo.spec import StudySpec
     from hpo.storage import Storage
 
@@ -202,7 +202,7 @@ def _direct_calls(db: str, trials: int) -> dict[str, Any]:
                 row.id, "bench", "COMPLETE", 0.5, None, curves, {1: 0.5}, attempt=row.attempts
             )
             t2 = time.perf_counter()
-            advance(storage, study.id, progress)
+            advance_study(storage, study.id, progress)
             t3 = time.perf_counter()
             times["claim"].append(t1 - t0)
             times["finish"].append(t2 - t1)
@@ -213,7 +213,7 @@ def _direct_calls(db: str, trials: int) -> dict[str, Any]:
 
 
 def overhead(broker: str, db: str, trials: int) -> dict[str, Any]:
-    from hpo._orchestration import dispatch_trials, submit_study
+    from hpo.orchestration import dispatch_trials, submit_study
     from hpo.spec import StudySpec
     from hpo.storage import Storage
     from workers._executor import make_executor

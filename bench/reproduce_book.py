@@ -49,7 +49,7 @@ def book_listing(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def run(seed: int, workers: int | None, db: str | None, figure: Path, tmp: Path) -> dict[str, Any]:
-    from hpo._orchestration import best_trials, study_spec
+    from hpo.orchestration import best_trials, study_spec
     from hpo.storage import Storage
 
     spec = yaml.safe_load(BOOK.read_text())

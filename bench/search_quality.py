@@ -106,7 +106,7 @@ def narrowing_dict(
 
 def _run_narrowing(job: dict[str, Any]) -> dict[str, Any]:
     """A narrowing study run by hpo's own machinery in this process, on a SQLite file."""
-    from hpo._orchestration import run_trial, submit_study
+    from hpo.orchestration import run_trial, submit_study
     from hpo.spec import StudySpec
     from hpo.storage import Storage
 
@@ -148,8 +148,7 @@ def _run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     """Optuna's sampler in a plain ``study.optimize`` loop over hpo's training code."""
     import optuna
 
-    from hpo._orchestration import objective_value, trial_seed
-    from hpo._training import load_data, train_network
+    from hpo.orchestration import load_data, objective_value, train_network
     from hpo.spec import StudySpec
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -158,7 +157,7 @@ def _run_optuna(job: dict[str, Any]) -> dict[str, Any]:
     data = load_data(spec.dataset, spec.training.dtype)
 
     def train_spec(params: dict[str, Any], number: int) -> Any:
-        return spec.trial_spec(params, 0, seed=trial_seed(seed, number))
+        return spec.trial_spec(params, 0, seed=spec.trial_seed(number))
 
     def objective(trial: optuna.Trial) -> float:
         ranges = WIDE_RANGES if job["method"].endswith("-wide") else RANGES

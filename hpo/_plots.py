@@ -87,7 +87,7 @@ def read_plot_data(storage: Storage, name: str, top: int) -> PlotData:
         StudyNotFoundError: No such study.
         HPOError: The study has no completed trial yet (nothing to draw).
     """
-    from ._orchestration import best_trials, study_spec
+    from .orchestration import best_trials, study_spec
 
     study = storage.get_study(name)
     spec = study_spec(study)

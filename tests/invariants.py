@@ -6,8 +6,7 @@ from typing import Any
 
 import optuna
 
-from hpo._orchestration import objective_value, study_spec
-from hpo._training import train_network
+from hpo.orchestration import objective_value, study_spec, train_network
 from hpo.storage import Storage
 
 

@@ -14,8 +14,8 @@ from celery import Celery
 from kombu.exceptions import KombuError, OperationalError
 
 from hpo import Settings
-from hpo._executor import BrokerError, Executor
 from hpo._urls import InvalidURLError, redact_url
+from hpo.orchestration import BrokerError, Executor
 from hpo.storage import Storage
 
 from ._messages import TASK_NAME, MessageError, decode_message

@@ -183,7 +183,7 @@ def _prepare_worker(sender: Any = None, **_: Any) -> None:
     global _node
     _node = sender.hostname
 
-    from hpo._executor import check_database_shareable
+    from hpo.orchestration import check_database_shareable
     from hpo.storage import Storage
 
     settings = settings_of(sender.app)
@@ -199,7 +199,7 @@ def _prepare_worker(sender: Any = None, **_: Any) -> None:
         raise SystemExit(f"error: {exc}") from None
     # The pool processes are forked from this one after this signal: import the code a trial
     # runs here, once, rather than in every pool process's first trial.
-    importlib.import_module("hpo._orchestration")
+    importlib.import_module("hpo.orchestration")
 
 
 @signals.worker_process_init.connect
@@ -224,7 +224,7 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
 
 
 def _reap_forever(app: Celery, settings: Settings) -> None:
-    from hpo._orchestration import reap
+    from hpo.orchestration import reap
     from hpo.storage import Storage
 
     from ._executor import CeleryExecutor

@@ -20,7 +20,7 @@ def run_trial(task: Task, trial_id: Any) -> str:
         trial_id = trial_id_of(trial_id)
     except MessageError as exc:
         raise Reject(exc.reason, requeue=False) from None
-    from hpo._orchestration import execute_trial
+    from hpo.orchestration import execute_trial
 
     from ._executor import executor_for, storage_for
     from .app import queues_of, settings_of, worker_id

@@ -81,13 +81,13 @@ def exit_code_for(exc: BaseException) -> int | None:
     """
     if isinstance(exc, SpecError):
         return EXIT_BAD_INPUT
-    if "hpo._local" in sys.modules:
-        from hpo._local import LocalRunInterruptedError
+    if "hpo.orchestration" in sys.modules:
+        from hpo.orchestration import LocalRunInterruptedError
 
         if isinstance(exc, LocalRunInterruptedError):
             return EXIT_INTERRUPTED
-    if "hpo._executor" in sys.modules:
-        from hpo._executor import BrokerError
+    if "hpo.orchestration" in sys.modules:
+        from hpo.orchestration import BrokerError
 
         if isinstance(exc, BrokerError):
             return EXIT_FAILURE

@@ -169,7 +169,7 @@ class Outages:
         Raises:
             StorageError, BrokerError: The outage lasted longer than ``give_up`` seconds.
         """
-        from hpo._executor import BrokerError
+        from hpo.orchestration import BrokerError
         from hpo.storage import StorageError
 
         try:

@@ -17,7 +17,7 @@ from ._console import err_console
 if TYPE_CHECKING:
     from optuna.distributions import BaseDistribution
 
-    from hpo._local import Progress
+    from hpo.orchestration import Progress
     from hpo.storage import Storage
 
 __all__ = ["LiveProgress", "range_text"]
@@ -61,8 +61,7 @@ class LiveProgress:
         return f"{(now - since) / (done - done_then) * (total - done):.0f} s"
 
     def __call__(self, p: Progress) -> None:
-        from hpo._local import shown_state
-        from hpo._orchestration import best_trials, study_spec
+        from hpo.orchestration import best_trials, shown_state, study_spec
         from hpo.samplers import space_from_json
 
         spec = study_spec(p.study)

@@ -23,7 +23,7 @@ _RESUMABLE = ("INTERRUPTED", "CANCELLED", "FAILED")
 
 
 def shown_state(study: Any) -> str:
-    from hpo._local import shown_state as shown
+    from hpo.orchestration import shown_state as shown
 
     return shown(study)
 
@@ -72,7 +72,7 @@ def _trial_row(trial: TrialRow, rank: int | None = None) -> dict[str, Any]:
 
 def best_rows(storage: Storage, name: str, top: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The ``top`` best trials as rows, and the study's test result."""
-    from hpo._orchestration import best_trials, study_spec
+    from hpo.orchestration import best_trials, study_spec
 
     study = storage.get_study(name)
     spec = study_spec(study)
@@ -132,7 +132,7 @@ def _show_status(storage: Storage, name: str, fmt: OutputFormat, executor: Any) 
     if executor is not None:
         # Anyone looking at a study also puts owed trials back on the queue (lost messages,
         # expired leases), so a study moves on even if every worker restarted.
-        from hpo._orchestration import reap
+        from hpo.orchestration import reap
 
         reap(storage, executor)
     study = storage.get_study(name)
@@ -159,14 +159,14 @@ def _executor_if_configured(database_url: str) -> Any:
     broker = get_settings().broker_url
     if not broker:
         return None
-    from hpo._executor import load_executor
     from hpo._urls import check_broker_url
+    from hpo.orchestration import load_executor
 
     return load_executor("celery", check_broker_url(broker, option="HPO_BROKER_URL"), database_url)
 
 
 def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
-    from hpo._orchestration import study_spec
+    from hpo.orchestration import study_spec
     from hpo.samplers import space_from_json
 
     from ._progress import range_text

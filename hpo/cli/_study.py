@@ -81,9 +81,7 @@ def submit(
     Submitting a study whose name exists with the same spec continues it; a different spec under
     the same name is an error.
     """
-    from hpo._local import default_workers
-    from hpo._orchestration import submit_study
-    from hpo._training import check_study_data
+    from hpo.orchestration import check_study_data, default_workers, submit_study
     from hpo.spec import load_study_file
 
     loaded = load_study_file(study_file, overrides or ())  # bad input: exit 2 before anything is written
@@ -121,7 +119,7 @@ def _check_data_if_here(loaded: object) -> None:
     where the workers run: then the workers' first trial finds out, and fails the study)."""
     from pathlib import Path
 
-    from hpo._training import check_study_data
+    from hpo.orchestration import check_study_data
     from hpo.spec import SpecFile
 
     assert isinstance(loaded, SpecFile)
@@ -138,9 +136,8 @@ def _submit_remote(
     spec: object, db: str | None, broker: str, workers: int | None, wait: bool, progress: bool
 ) -> None:
     from hpo import get_settings
-    from hpo._executor import load_executor
-    from hpo._orchestration import dispatch_trials, reap, submit_study
     from hpo._urls import redact_url
+    from hpo.orchestration import dispatch_trials, load_executor, reap, submit_study
     from hpo.spec import StudySpec
 
     assert isinstance(spec, StudySpec)
@@ -187,8 +184,7 @@ def follow(storage: object, name: str, executor: object, progress: bool) -> Any:
     import time
 
     from hpo import get_settings
-    from hpo._local import Progress, shown_state
-    from hpo._orchestration import reap
+    from hpo.orchestration import Progress, reap, shown_state
     from hpo.storage import Storage, StudyRow
 
     from ._progress import LiveProgress
@@ -254,8 +250,7 @@ def worker(
 
     from hpo import get_settings
     from hpo._blas import blas_environ
-    from hpo._executor import BrokerError, check_database_shareable, load_executor
-    from hpo._local import default_workers
+    from hpo.orchestration import BrokerError, check_database_shareable, default_workers, load_executor
     from hpo.storage import Storage
 
     settings = get_settings()
@@ -297,7 +292,7 @@ def resume(
     or on its broker queue again (a study submitted with --broker never runs here unless --local).
     """
     from hpo import SpecError, get_settings
-    from hpo._local import default_workers
+    from hpo.orchestration import default_workers
 
     storage = open_storage(db)
     queue = storage.get_study(name).queue
@@ -317,9 +312,8 @@ def resume(
 
 
 def _resume_remote(storage: object, name: str, broker: str, queue: str, wait: bool, progress: bool) -> None:
-    from hpo._executor import load_executor
-    from hpo._orchestration import reap
     from hpo._urls import redact_url
+    from hpo.orchestration import load_executor, reap
     from hpo.storage import Storage
 
     assert isinstance(storage, Storage)
@@ -339,7 +333,7 @@ def _resume_remote(storage: object, name: str, broker: str, queue: str, wait: bo
 
 
 def _run(storage: object, name: str, workers: int, progress: bool) -> None:
-    from hpo._local import run_local
+    from hpo.orchestration import run_local
     from hpo.storage import Storage
 
     from ._progress import LiveProgress
@@ -398,7 +392,7 @@ def validate(
     overrides: SetOption = None,
 ) -> None:
     """Check a study file, and its data, without running or writing anything."""
-    from hpo._training import check_study_data
+    from hpo.orchestration import check_study_data
     from hpo.spec import load_study_file
 
     loaded = load_study_file(study_file, overrides or ())

@@ -34,7 +34,7 @@ def train(
     ] = OutputFormat.table,
 ) -> None:
     """Train one network and print its per-epoch train/validation curves and test accuracy."""
-    from hpo._training import load_data, train_network
+    from hpo.orchestration import load_data, train_network
     from hpo.spec import load_train_spec
 
     spec = load_train_spec(spec_file)

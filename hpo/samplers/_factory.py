@@ -1,28 +1,30 @@
-"""Seeded Optuna samplers by name, so narrowing can be compared with Optuna's own on one study."""
+"""Seeded Optuna samplers by name, so narrowing can be compared with Optuna's own on one study.
+
+The names are :mod:`hpo.search`'s strategies: each kind says how it runs as an Optuna sampler.
+"""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, CmaEsSampler, RandomSampler, TPESampler
+from optuna.samplers import BaseSampler
 
+from ..search import UnknownStrategyError, get_strategy, strategy_names
 from ._errors import SamplerError
 from ._narrowing import HardBounds, NarrowingRule
-from ._sampler import NarrowingSampler
 
 __all__ = ["SAMPLER_NAMES", "make_sampler"]
 
-SAMPLER_NAMES = ("narrowing", "random", "tpe", "cmaes")
-"""Names :func:`make_sampler` accepts."""
+SAMPLER_NAMES = strategy_names()
+"""Names :func:`make_sampler` accepts (the registered search strategies)."""
 
 
 def make_sampler(
     name: str,
     *,
     seed: int,
-    stages: Sequence[int] | None = None,
+    stages: Sequence[int] | int | None = None,
     space: Mapping[str, BaseDistribution] | None = None,
     rule: NarrowingRule | None = None,
     hard_bounds: HardBounds | None = None,
@@ -30,12 +32,14 @@ def make_sampler(
     """Build a seeded sampler.
 
     Args:
-        name: One of :data:`SAMPLER_NAMES`: ``narrowing`` (:class:`NarrowingSampler`), ``random``
-            (``RandomSampler``), ``tpe`` (``TPESampler(multivariate=True, constant_liar=True)``:
-            joint modelling of the parameters, and running trials count as provisional results so
-            parallel workers spread out), ``cmaes`` (``CmaEsSampler``; needs the ``cmaes`` package).
+        name: A search strategy (:func:`hpo.search.strategy_names`): ``narrowing``
+            (:class:`NarrowingSampler`), ``random`` (``RandomSampler``), ``tpe``
+            (``TPESampler(multivariate=True, constant_liar=True)``: joint modelling of the
+            parameters, and running trials count as provisional results so parallel workers spread
+            out), ``cmaes`` (``CmaEsSampler``; needs the ``cmaes`` package).
         seed: Seed of the sampler.
-        stages: Trials per stage (narrowing only; ``NarrowingSampler``'s default if omitted).
+        stages: Trials per stage, or a total split as a study file's ``search.trials`` is
+            (narrowing only; ``NarrowingSampler``'s default if omitted).
         space: Stage-0 space (narrowing only).
         rule: Narrowing rule (narrowing only).
         hard_bounds: Hard bounds (narrowing only).
@@ -46,21 +50,9 @@ def make_sampler(
     Raises:
         SamplerError: If the name is unknown or the sampler's optional dependency is missing.
     """
-    if name == "narrowing":
-        return NarrowingSampler(
-            space=space,
-            stages=(20, 20, 10) if stages is None else stages,
-            rule=rule,
-            seed=seed,
-            hard_bounds=hard_bounds,
-        )
-    if name == "random":
-        return RandomSampler(seed=seed)
-    if name == "tpe":
-        return TPESampler(seed=seed, multivariate=True, constant_liar=True)
-    if name == "cmaes":
-        # Optuna imports `cmaes` lazily and would fail only at the second trial; fail here instead.
-        if importlib.util.find_spec("cmaes") is None:
-            raise SamplerError("sampler 'cmaes' needs the 'cmaes' package: pip install cmaes")
-        return CmaEsSampler(seed=seed)
-    raise SamplerError(f"unknown sampler {name!r}; expected one of {', '.join(SAMPLER_NAMES)}")
+    try:
+        strategy = get_strategy(name)
+    except UnknownStrategyError as exc:
+        raise SamplerError(str(exc)) from None
+    options = {"space": space, "stages": stages, "rule": rule, "hard_bounds": hard_bounds}
+    return strategy.optuna_sampler(seed, **{k: v for k, v in options.items() if v is not None})

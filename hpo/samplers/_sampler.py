@@ -51,7 +51,9 @@ class NarrowingSampler(BaseSampler):
 
     Args:
         space: The stage-0 space. ``None`` means the distributions the objective asks for.
-        stages: Number of trials of each stage.
+        stages: Number of trials of each stage, or a total number of trials, split into stages as a
+            study file's ``search.trials`` is (:func:`hpo.search.split_trials`: 100 is four stages
+            of 25, the default).
         rule: The narrowing rule; ``NarrowingRule()`` if omitted.
         seed: Study seed; ``None`` draws one from the operating system (not reproducible).
         hard_bounds: Per-parameter ``(low, high)`` value limits that no window ever crosses.
@@ -60,12 +62,16 @@ class NarrowingSampler(BaseSampler):
     def __init__(
         self,
         space: Mapping[str, BaseDistribution] | None = None,
-        stages: Sequence[int] = (20, 20, 10),
+        stages: Sequence[int] | int = 100,
         rule: NarrowingRule | None = None,
         seed: int | None = 0,
         hard_bounds: HardBounds | None = None,
     ) -> None:
-        stages = tuple(stages)
+        if isinstance(stages, int) and not isinstance(stages, bool) and stages >= 1:
+            from ..search import split_trials
+
+            stages = split_trials(stages)
+        stages = tuple(stages) if not isinstance(stages, int) else (stages,)
         if not stages or any(not isinstance(n, int) or isinstance(n, bool) or n < 1 for n in stages):
             raise NarrowingError(f"stages must be a non-empty list of positive trial counts, got {stages!r}")
         if rule is not None and not isinstance(rule, NarrowingRule):

@@ -38,6 +38,8 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .._errors import SpecError
+from ..search import DEFAULT_STAGES, SearchStrategy, get_strategy, strategy_names
+from . import _search
 from ._load import SpecFile, load_spec, load_spec_file
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
 from ._yaml import ECHO_LIMIT, shorten
@@ -281,17 +283,14 @@ class NarrowingSpec(_Strict):
     )
 
 
-DEFAULT_NARROWING_STAGES = 4
-"""Equal stages that ``search.trials`` is split into for the narrowing sampler: at 100 trials, four
-stages of 25 found the same best validation accuracy as 40/30/30 and reached random search's
-100-trial result in 30 trials instead of 43 (``bench/search_quality.py``, docs/search-quality.md)."""
-
-
 def default_stages(sampler: str, trials: int) -> list[dict[str, int]]:
-    """The stages ``search.trials`` stands for: ``DEFAULT_NARROWING_STAGES`` equal stages for the
-    narrowing sampler (fewer when there are fewer trials), one stage for the others."""
-    n = min(DEFAULT_NARROWING_STAGES, trials) if sampler == "narrowing" else 1
-    return [{"trials": trials // n + (1 if i < trials % n else 0)} for i in range(n)]
+    """The stages ``search.trials`` stands for, as the sampler's strategy splits them (narrowing:
+    :data:`~hpo.search.DEFAULT_STAGES` equal stages; the others: one stage)."""
+    return [{"trials": n} for n in get_strategy(sampler).split(trials)]
+
+
+def _sampler_schema(schema: dict[str, Any]) -> None:
+    schema["enum"] = list(strategy_names())
 
 
 def _stages_or_trials_schema(schema: dict[str, Any]) -> None:
@@ -305,15 +304,16 @@ class SearchSpec(_Strict):
 
     model_config = ConfigDict(json_schema_extra=lambda schema: _stages_or_trials_schema(schema))
 
-    sampler: Literal["narrowing", "random", "tpe", "cmaes"] = Field(
+    sampler: Annotated[str, Field(json_schema_extra=_sampler_schema)] = Field(
         "narrowing",
-        description="narrowing: random samples in ranges narrowed after each stage; random, tpe, cmaes: "
-        "Optuna's samplers over the first stage's ranges.",
+        description="The search: "
+        + "; ".join(f"{name}: {get_strategy(name).summary}" for name in strategy_names())
+        + ".",
     )
     trials: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
         None,
         description="Instead of stages: the total number of trials, split by hpo into "
-        f"{DEFAULT_NARROWING_STAGES} equal stages for the narrowing sampler, one stage for the others.",
+        f"{DEFAULT_STAGES} equal stages for the narrowing sampler, one stage for the others.",
     )
     stages: Annotated[list[StageSpec], Field(min_length=1, max_length=20)] = Field(
         description="The stages, run one after another; each stage's trials run in parallel "
@@ -358,7 +358,19 @@ class SearchSpec(_Strict):
                     f"trials is {trials} but the stages add up to {_fmt(sum(counts))}: give one of them"
                 )
             return data
-        return {**data, "stages": default_stages(str(data.get("sampler", "narrowing")), trials)}
+        sampler = data.get("sampler", "narrowing")
+        if sampler not in strategy_names():
+            return data  # the field's own check reports it
+        return {**data, "stages": default_stages(sampler, trials)}
+
+    @field_validator("sampler", mode="after")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        names = strategy_names()
+        if value not in names:
+            quoted = [repr(n) for n in names]
+            raise ValueError(f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
+        return value
 
     @field_validator("narrowing", mode="after")
     @classmethod
@@ -368,7 +380,7 @@ class SearchSpec(_Strict):
         sampler = info.data.get("sampler")
         if sampler is None:  # the sampler itself is invalid; that error is reported
             return value
-        if sampler == "narrowing":
+        if get_strategy(sampler).narrows:
             return value if value is not None else NarrowingSpec()
         if value is not None:
             raise ValueError(f"only used with sampler narrowing (sampler is {sampler}); remove this section")
@@ -378,7 +390,7 @@ class SearchSpec(_Strict):
     @classmethod
     def _in_flight_fits_sampler(cls, value: int | None, info: ValidationInfo) -> int | None:
         sampler = info.data.get("sampler")
-        if value is not None and sampler in ("narrowing", "random"):
+        if value is not None and sampler is not None and not get_strategy(sampler).sequential:
             raise ValueError(
                 f"only used with the sequential samplers tpe and cmaes (sampler {sampler} samples "
                 "a whole stage at once)"
@@ -565,6 +577,36 @@ class StudySpec(_Strict):
         """Epochs of each trial in ``stage`` (0-based): the stage's own, else ``training.epochs``."""
         epochs = self.search.stages[stage].epochs
         return epochs if epochs is not None else self.training.epochs
+
+    def first_number(self, stage: int) -> int:
+        """The number of the first trial of ``stage`` (numbers run on across stages)."""
+        return sum(s.trials for s in self.search.stages[:stage])
+
+    @property
+    def strategy(self) -> SearchStrategy:
+        """How ``search.sampler`` proposes trials (:mod:`hpo.search`)."""
+        return get_strategy(self.search.sampler)
+
+    def in_flight_limit(self) -> int:
+        """How many trials of a sequential sampler may exist unfinished at once: a pure function of
+        the spec, so every process that tops a stage up applies the same limit."""
+        return self.search.in_flight or _search.DEFAULT_IN_FLIGHT
+
+    def search_space(self) -> dict[str, Any]:
+        """The first stage's space as Optuna distributions."""
+        return _search.search_space(self)
+
+    def hard_bounds(self) -> dict[str, tuple[float | None, float | None]]:
+        """The limits no narrowed window may cross (see :func:`hpo.spec._search.hard_bounds`)."""
+        return _search.hard_bounds(self)
+
+    def narrowing_rule(self) -> Any:
+        """The study's :class:`~hpo.samplers.NarrowingRule` (defaults where the file is silent)."""
+        return _search.narrowing_rule(self)
+
+    def trial_seed(self, number: int) -> int:
+        """The training seed of trial ``number``: a pure function of the study seed and the number."""
+        return _search.trial_seed(self.seed, number)
 
     def parameter_targets(self) -> dict[str, tuple[str, str]]:
         """The field each searched parameter sets: name -> (section, field).

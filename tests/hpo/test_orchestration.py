@@ -1,4 +1,4 @@
-"""Advancing and reaping (hpo._orchestration): who moves a study on, and when its Optuna view is written."""
+"""Advancing and reaping (hpo.orchestration): who moves a study on, and when its Optuna view is written."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hpo import _orchestration as orch
-from hpo._executor import Executor
+from hpo import orchestration as orch
+from hpo.orchestration import Executor, _advance, _trial  # their constants and helpers are patched
 from hpo.spec import StudySpec
 from hpo.storage import Storage
 
@@ -90,8 +90,8 @@ def test_reap_leaves_other_queues_alone(storage: Storage) -> None:
 
 
 def test_optuna_view_is_batched_between_stage_ends(storage: Storage, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(orch, "MIRROR_INTERVAL", 3600.0)
-    monkeypatch.setattr(orch, "_last_mirror", {})
+    monkeypatch.setattr(_advance, "MIRROR_INTERVAL", 3600.0)
+    monkeypatch.setattr(_advance, "_last_mirror", {})
     study, _ = orch.submit_study(storage, _spec("batched"))
     pending = storage.trials(study.id, states=("PENDING",))
 
@@ -106,7 +106,7 @@ def test_optuna_view_is_batched_between_stage_ends(storage: Storage, monkeypatch
     orch.execute_trial(storage, pending[3].id, "w")
     assert optuna_trials() == 4  # ...and always when a stage ends, before it moves on
     assert storage.get_study_by_id(study.id).current_stage == 1
-    monkeypatch.setattr(orch, "MIRROR_INTERVAL", 0.0)
+    monkeypatch.setattr(_advance, "MIRROR_INTERVAL", 0.0)
     orch.execute_trial(storage, storage.trials(study.id, states=("PENDING",))[0].id, "w")
     assert optuna_trials() == 5  # with a zero interval, every finish is written
 
@@ -159,7 +159,7 @@ def test_heartbeat_tells_the_trial_its_study_was_cancelled(
         return runs[-1]
 
     real = orch.train_network
-    monkeypatch.setattr(orch, "train_network", train_network)
+    monkeypatch.setattr(_trial, "train_network", train_network)
     study, _ = orch.submit_study(storage, _slow_spec("cancelled"))
     trial = storage.claim(storage.trials(study.id)[0].id, "w", 0.3)
     assert trial is not None

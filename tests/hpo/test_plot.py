@@ -19,9 +19,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from hpo import SpecError
-from hpo._orchestration import submit_study
 from hpo._output import atomic_output, output_format
 from hpo._plots import draw, read_plot_data
+from hpo.orchestration import submit_study
 from hpo.spec import load_study_spec
 from hpo.storage import Storage
 from tests.cli import run_hpo

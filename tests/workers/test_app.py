@@ -11,8 +11,8 @@ import pytest
 from celery.exceptions import ImproperlyConfigured, Reject
 
 from hpo import HPOError, Settings, SpecError
-from hpo._executor import check_database_shareable
 from hpo._urls import redact_url
+from hpo.orchestration import check_database_shareable
 from workers.app import check_time_limits, create_app, node_name
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -145,7 +145,7 @@ def test_sqlite_must_be_a_file_on_this_host(tmp_path: Path, monkeypatch: pytest.
 
 def test_importing_creates_no_app_and_hpo_never_imports_celery() -> None:
     code = (
-        "import sys, workers, workers.app, workers.tasks, hpo, hpo.cli, hpo._orchestration;"
+        "import sys, workers, workers.app, workers.tasks, hpo, hpo.cli, hpo.orchestration._trial;"
         "print(workers.app.get_app.cache_info().currsize, 'workers._executor' in sys.modules)"
     )
     out = subprocess.run(

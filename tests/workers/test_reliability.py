@@ -69,8 +69,7 @@ def test_data_missing_where_the_workers_run_fails_the_study(
 def test_a_worker_never_runs_another_queues_or_a_local_studys_trials(
     tmp_path: Path, workers: Workers, storage: Storage, study_name: str
 ) -> None:
-    from hpo._executor import load_executor
-    from hpo._orchestration import submit_study
+    from hpo.orchestration import load_executor, submit_study
     from hpo.spec import load_study_spec
 
     workers.start(1)

@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import HPOError
-from .storage import Storage, StudyRow
+from .._errors import HPOError
+from ..storage import Storage, StudyRow, StudyState, TrialState
 
 __all__ = [
     "LocalRunInterruptedError",
@@ -117,7 +117,9 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
 
     from threadpoolctl import threadpool_limits
 
-    from ._orchestration import advance, run_trial, study_spec
+    from ._advance import advance_study
+    from ._studies import study_spec
+    from ._trial import run_trial
 
     threadpool_limits(1)  # a guard: the parent already set one BLAS thread before NumPy loaded
     storage = Storage(db_url)
@@ -129,7 +131,7 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
         trial = storage.claim_next(study_id, worker, lease_seconds=60.0)
         if trial is None:
             study = storage.get_study_by_id(study_id)
-            if study.state != "RUNNING":
+            if study.state != StudyState.RUNNING:
                 return
             now = time.monotonic()
             idle_since = idle_since or now
@@ -137,7 +139,7 @@ def _worker_main(db_url: str, study_id: int, index: int, workers: int, stop: Any
                 # Nothing to claim for a while: expired leases back to the queue, and make sure the
                 # study moves on even if the process that should have advanced it died.
                 storage.requeue_expired(max_attempts=max_attempts)
-                advance(storage, study_id)
+                advance_study(storage, study_id)
                 idle_since = now
             time.sleep(POLL_SECONDS)
             continue
@@ -168,7 +170,8 @@ def run_local(
     Raises:
         LocalRunInterruptedError: on Ctrl-C, after the workers released their trials.
     """
-    from ._orchestration import advance, study_spec
+    from ._advance import advance_study
+    from ._studies import study_spec
     from ._training import load_data
 
     n = workers or default_workers()
@@ -178,7 +181,7 @@ def run_local(
     _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
     cap = spec.limits.max_attempts
     _release_dead_local_claims(storage, study.id, cap)
-    advance(storage, study.id)
+    advance_study(storage, study.id)
 
     ctx = mp.get_context("fork")
     stop = ctx.Event()
@@ -211,10 +214,10 @@ def run_local(
             alive = sum(p.is_alive() for p in procs.values())
             if on_progress is not None:
                 on_progress(_snapshot(storage, current, t0, alive))
-            if current.state != "RUNNING" and alive == 0:
+            if current.state != StudyState.RUNNING and alive == 0:
                 return current
             for index, p in list(procs.items()):
-                if not p.is_alive() and current.state == "RUNNING":
+                if not p.is_alive() and current.state == StudyState.RUNNING:
                     # A worker died (OOM, a crash in native code): its claims go back to the
                     # queue now rather than when their leases expire, and a new worker replaces it.
                     _release_dead_local_claims(storage, study.id, cap)
@@ -270,7 +273,7 @@ def runner_gone(runner: str | None) -> bool:
 def shown_state(study: StudyRow) -> str:
     """The study's state as a user should read it: a local study whose run was killed outright
     (its recorded runner is gone from this host) is ``INTERRUPTED``, not ``RUNNING``."""
-    if study.state == "RUNNING" and study.queue is None and runner_gone(study.runner):
+    if study.state == StudyState.RUNNING and study.queue is None and runner_gone(study.runner):
         return "INTERRUPTED"
     return str(study.state)
 
@@ -296,7 +299,7 @@ def _release_dead_local_claims(storage: Storage, study_id: int, max_attempts: in
     the attempt cap (recorded as failed) instead of killing workers forever.
     """
     host = socket.gethostname()
-    for trial in storage.trials(study_id, states=("RUNNING",)):
+    for trial in storage.trials(study_id, states=(TrialState.RUNNING,)):
         parts = (trial.worker or "").split(":")
         if len(parts) == 3 and parts[0] == host and parts[2].startswith("local"):
             try:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
-from ._errors import HPOError
+from .._errors import HPOError
 
 __all__ = ["BrokerError", "Executor", "check_database_shareable", "load_executor"]
 

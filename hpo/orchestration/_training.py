@@ -12,7 +12,7 @@ import numpy as np
 
 import engine
 
-from .spec import CategoricalParameter, DatasetSpec, ModelSpec, SpecFile, StudySpec, TrainingSpec, TrainSpec
+from ..spec import CategoricalParameter, DatasetSpec, ModelSpec, SpecFile, StudySpec, TrainingSpec, TrainSpec
 
 __all__ = [
     "TrainedNetwork",

@@ -1,0 +1,104 @@
+"""Remote execution: a message queue carries trial ids; the database holds everything else."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from ..storage import Storage, StudyState, TrialState
+from ._advance import advance_study
+from ._executor import Executor
+from ._studies import study_spec
+from ._trial import LEASE_SECONDS, run_trial
+
+__all__ = ["dispatch_trials", "execute_trial", "reap"]
+
+# Datasets a worker process keeps loaded between trials, by spec (see run_trial's data_cache).
+_DATA_CACHE: dict[str, Any] = {}
+
+
+def dispatch_trials(storage: Storage, executor: Executor, trial_ids: Sequence[int]) -> None:
+    """Send trials to the queue and record when (the reaper re-sends what the broker lost)."""
+    if trial_ids:
+        executor.dispatch(trial_ids)
+        storage.mark_enqueued(trial_ids)
+
+
+def execute_trial(
+    storage: Storage,
+    trial_id: int,
+    worker: str,
+    *,
+    executor: Executor | None = None,
+    lease: float = LEASE_SECONDS,
+    queues: Sequence[str] | None = None,
+) -> str:
+    """Claim a trial by id and run it: the body of a remote worker's task.
+
+    A message for a trial that is not PENDING (finished, or running elsewhere: a redelivery, a
+    duplicate, a late message after the reaper re-sent it), or whose study is not bound to one of
+    ``queues`` (another queue's, or a local run), is acknowledged and does nothing.
+
+    Returns:
+        ``"skipped"`` or the trial's final state.
+    """
+    claimed = storage.claim_with_study(trial_id, worker, lease, queues=queues)
+    if claimed is None:
+        return "skipped"
+    trial, study = claimed
+    new_trials = None if executor is None else (lambda ids: dispatch_trials(storage, executor, ids))
+    report = run_trial(
+        storage, trial, worker, lease=lease, data_cache=_DATA_CACHE, on_new_trials=new_trials, study=study
+    )
+    return report.state if report.recorded else "skipped"
+
+
+def reap(
+    storage: Storage, executor: Executor, *, grace: float = 10.0, requeue_after: float = 900.0
+) -> list[int]:
+    """Put owed trials back on the queue; run by workers periodically and by ``hpo status``.
+
+    Only studies submitted to this executor's queue are touched (local runs and other queues
+    sharing the database are left alone).
+
+    - RUNNING trials whose lease expired (a worker died) go back to PENDING, or FAIL at their
+      study's attempt cap.
+    - Each study is advanced (:func:`advance`): its stage moves on if it is done, whoever
+      should have moved it.
+    - PENDING trials of running studies whose message is not in the queue (a broker restarted
+      without persistence, a send that failed) are sent again, and so is any trial enqueued more
+      than ``requeue_after`` seconds ago (the only rule when the broker cannot be inspected).
+      A duplicate message is harmless: the second claim does nothing.
+
+    Args:
+        grace: Trials enqueued less than this many seconds ago are left alone (their message
+            may still be on its way into the queue).
+        requeue_after: The age-only fallback threshold.
+
+    Returns:
+        Ids of the trials sent.
+    """
+    mine = {
+        s.id: s for s in storage.list_studies() if s.state == StudyState.RUNNING and s.queue == executor.queue
+    }
+    for study_id, study in mine.items():
+        cap = study_spec(study).limits.max_attempts
+        moved = set(storage.requeue_expired(max_attempts=cap, study_id=study_id))
+        requeued: list[int] = []
+        if moved:
+            # Re-send these now: the dead worker's message may still sit among Redis's unacked
+            # messages until the visibility timeout, so "is it queued?" would wrongly say yes.
+            requeued = [t.id for t in storage.trials(study_id, states=(TrialState.PENDING,)) if t.id in moved]
+        # Every study is advanced: a stage whose last trial's worker died between recording it
+        # and advancing moves on here (and finished trials reach the Optuna view).
+        dispatch_trials(storage, executor, requeued + advance_study(storage, study_id))
+    queued = executor.queued_trial_ids()
+    # A backstop for liveness: a trial PENDING for longer than requeue_after is sent again even
+    # if the broker says its message exists (it may sit with a consumer that will never ack it).
+    stale = {t.id for t in storage.undelivered(requeue_after) if t.study_id in mine}
+    lost = set()
+    if queued is not None:
+        lost = {t.id for t in storage.undelivered(grace) if t.study_id in mine and t.id not in queued}
+    owed = sorted(stale | lost)
+    dispatch_trials(storage, executor, owed)
+    return owed

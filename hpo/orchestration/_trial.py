@@ -1,0 +1,194 @@
+"""Running one trial: train its network, heartbeat its lease, prune, record the outcome."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import engine
+
+from ..spec import StudySpec, TrainSpec
+from ..storage import Storage, StudyRow, TrialRow, TrialState
+from ._advance import advance_study
+from ._heartbeats import heartbeats
+from ._pruning import PruneCheck
+from ._studies import objective_value, study_spec
+from ._training import format_bytes, load_data, memory_limit, train_memory, train_network
+
+__all__ = ["DATA_CACHE_SIZE", "LEASE_SECONDS", "TrialReport", "run_trial"]
+
+log = logging.getLogger("hpo.orchestration")
+
+LEASE_SECONDS = 60.0
+# Datasets a worker process keeps loaded between trials (trials of a study share one split).
+DATA_CACHE_SIZE = 2
+
+
+@dataclass(frozen=True)
+class TrialReport:
+    """What running one trial did."""
+
+    trial_id: int
+    number: int
+    state: TrialState
+    value: float | None
+    reason: str | None
+    seconds: float
+    recorded: bool
+    """False when the result was not stored: the claim was lost (lease taken over, study
+    cancelled) or another delivery already finished the trial."""
+
+
+def run_trial(
+    storage: Storage,
+    trial: TrialRow,
+    worker: str,
+    *,
+    lease: float = LEASE_SECONDS,
+    data_cache: dict[str, engine.Dataset] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_new_trials: Callable[[list[int]], None] | None = None,
+    study: StudyRow | None = None,
+) -> TrialReport:
+    """Train a claimed trial and record its outcome, then advance the study if its stage is done.
+
+    Args:
+        storage: The database.
+        trial: A trial this worker has claimed (state RUNNING, ``worker`` is ours).
+        worker: The claiming worker's id.
+        lease: Seconds a lease lasts; renewed every third of it while training.
+        data_cache: Datasets already loaded by this process, by spec JSON (trials of one study
+            share one split, so a worker loads it once).
+        should_stop: Polled after every epoch; True interrupts the trial (Ctrl-C), which is then
+            released back to PENDING rather than recorded.
+        on_new_trials: Called with the ids of trials that finishing this one created (the next
+            stage), after they are committed; a remote executor dispatches them.
+        study: The trial's study, if the caller has it (read from storage otherwise).
+    """
+    spec = study_spec(study or storage.get_study_by_id(trial.study_id))
+    start = time.perf_counter()
+    curves: list[dict[str, Any]] = []
+    intermediate: dict[int, float] = {}
+    state, value, reason = TrialState.FAIL, None, None
+    interrupted = data_error = False
+    try:
+        train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
+        data = _trial_data(train_spec, data_cache)
+        too_big = _does_not_fit(train_spec, data)
+        if too_big:
+            raise _TrialFailedError(too_big)
+        prune = PruneCheck(spec, storage, trial)
+        pruned = False
+
+        with heartbeats.hold(storage, trial, worker, lease) as lost:
+
+            def on_epoch(record: engine.EpochRecord) -> bool:
+                nonlocal pruned, interrupted
+                curves.append(_record_dict(record))
+                metric = getattr(record, spec.objective.metric)
+                if metric is not None and math.isfinite(metric):
+                    intermediate[record.epoch] = float(metric)
+                    if prune.should_prune(record.epoch, float(metric)):
+                        pruned = True
+                        return True
+                if lost.is_set():
+                    return True
+                if should_stop is not None and should_stop():
+                    interrupted = True
+                    return True
+                return False
+
+            run = train_network(
+                train_spec, callback=on_epoch, time_limit=spec.limits.trial_time_limit, data=data
+            )
+            if lost.is_set() or interrupted:
+                if interrupted:
+                    storage.release(trial.id, worker, attempt=trial.attempts)
+                return TrialReport(
+                    trial.id, trial.number, TrialState.RUNNING, None, "interrupted", 0.0, False
+                )
+        state, value, reason = _outcome(spec, run.result, pruned)
+    except _TrialFailedError as exc:
+        reason = str(exc)
+    except engine.DatasetError as exc:
+        # Every trial of the study shares its data: the study cannot go on (see below).
+        data_error, reason = True, f"dataset.{exc.field}: {exc}"
+    except MemoryError:
+        reason = f"MemoryError: the network did not fit in this host's {format_bytes(memory_limit())}"
+    except Exception as exc:  # a trial's failure is data, not a crash of the worker
+        reason = f"{type(exc).__name__}: {exc}"
+        log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
+    seconds = time.perf_counter() - start
+    progress = storage.finish(
+        trial.id, worker, state, value, reason, curves, intermediate, attempt=trial.attempts
+    )
+    if progress is not None and data_error:
+        # The submitter may not see the workers' files (broker mode), so this is where a missing
+        # or malformed dataset is found: the study stops FAILED with the reason, not COMPLETE.
+        storage.fail_study(trial.study_id, f"the data cannot be loaded on {worker}: {reason}")
+    if progress is not None:
+        new = advance_study(storage, trial.study_id, progress)
+        if new and on_new_trials is not None:
+            on_new_trials(new)
+    return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
+
+
+class _TrialFailedError(Exception):
+    """A trial that fails for a reason known before it trains (its message is the reason)."""
+
+
+def _trial_data(train_spec: TrainSpec, cache: dict[str, engine.Dataset] | None) -> engine.Dataset:
+    """The trial's dataset, from this process's cache when it holds it (a long-lived worker sees
+    many studies: the cache keeps the last ``DATA_CACHE_SIZE``)."""
+    key = train_spec.dataset.model_dump_json() + train_spec.training.dtype
+    data = None if cache is None else cache.get(key)
+    if data is None:
+        data = load_data(train_spec.dataset, train_spec.training.dtype)
+        if cache is not None:
+            cache[key] = data
+            for old in list(cache)[:-DATA_CACHE_SIZE]:
+                del cache[old]
+    return data
+
+
+def _does_not_fit(train_spec: TrainSpec, data: engine.Dataset) -> str | None:
+    """Why the trial's network cannot fit in this host's memory, or None (checked before any of
+    its arrays is allocated: a MemoryError half-way through would be slower and less clear)."""
+    needed, limit = train_memory(train_spec.model, train_spec.training, data), memory_limit()
+    if needed <= limit:
+        return None
+    return (
+        f"the network does not fit in memory: training it needs at least {format_bytes(needed)}, "
+        f"this host has {format_bytes(limit)}"
+    )
+
+
+def _outcome(
+    spec: StudySpec, result: engine.TrainResult, pruned: bool
+) -> tuple[TrialState, float | None, str | None]:
+    """The (state, value, reason) a finished training run records."""
+    outcome = result.outcome
+    if outcome is engine.Outcome.COMPLETED:
+        value = objective_value(spec, result.history)
+        if value is None:
+            return TrialState.FAIL, None, "no evaluated epoch produced a finite objective"
+        return TrialState.COMPLETE, value, None
+    if outcome is engine.Outcome.STOPPED and pruned:
+        return TrialState.PRUNED, None, f"pruned after epoch {len(result.history)}"
+    return TrialState.FAIL, None, result.reason or outcome.value
+
+
+def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
+    return {
+        "epoch": r.epoch,
+        "train_loss": r.train_loss,
+        "train_acc": r.train_acc,
+        "val_loss": r.val_loss,
+        "val_acc": r.val_acc,
+        "seconds": round(r.seconds, 6),
+    }
