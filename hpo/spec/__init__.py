@@ -4,22 +4,9 @@ from __future__ import annotations
 
 from ._load import SpecFile, load_spec, load_spec_file, load_train_spec, validation_message
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
-from ._study import (
-    CategoricalParameter,
-    FloatParameter,
-    IntParameter,
-    LimitsSpec,
-    NarrowingSpec,
-    ObjectiveSpec,
-    Parameter,
-    PrunerSpec,
-    SearchSpec,
-    StageSpec,
-    StudySpec,
-    load_study_file,
-    load_study_spec,
-    study_json_schema,
-)
+from ._parameters import CategoricalParameter, FloatParameter, IntParameter, Parameter
+from ._sections import LimitsSpec, NarrowingSpec, ObjectiveSpec, PrunerSpec, SearchSpec, StageSpec
+from ._study import StudySpec, load_study_file, load_study_spec, study_json_schema
 from ._yaml import Positions, load_yaml
 
 __all__ = [

@@ -16,456 +16,25 @@ offending key, so :func:`~hpo.spec.load_spec` can point at its line and column.
 
 from __future__ import annotations
 
-import difflib
-import functools
 import hashlib
 import json
-import math
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic import Field, ValidationError, model_validator
 
 from .._errors import SpecError
-from ..search import DEFAULT_STAGES, SearchStrategy, get_strategy, strategy_names
+from ..search import SearchStrategy, get_strategy
 from . import _search
 from ._load import SpecFile, load_spec, load_spec_file
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
+from ._names import MAX_DEPTH, SECTIONS, VIRTUAL, field_kind, resolve
+from ._parameters import CategoricalParameter, FloatParameter, IntParameter, Loc, _fmt, _located
+from ._sections import LimitsSpec, ObjectiveSpec, PrunerSpec, SearchSpec
 from ._yaml import ECHO_LIMIT, shorten
 
-__all__ = [
-    "CategoricalParameter",
-    "FloatParameter",
-    "IntParameter",
-    "LimitsSpec",
-    "NarrowingSpec",
-    "ObjectiveSpec",
-    "Parameter",
-    "PrunerSpec",
-    "SearchSpec",
-    "StageSpec",
-    "StudySpec",
-    "load_study_file",
-    "load_study_spec",
-    "study_json_schema",
-]
-
-Loc = tuple[str | int, ...]
-Choice = str | int | float | bool
-
-_SECTIONS: dict[str, type[BaseModel]] = {"model": ModelSpec, "training": TrainingSpec}
-_VIRTUAL = ("width", "depth")
-"""Fields of ``model`` that exist only in a search: ``hidden_sizes = [width] * depth``."""
-_NOT_SEARCHABLE = {
-    ("training", "epochs"): "epochs cannot be searched: each stage sets its own (search.stages[].epochs)",
-    (
-        "model",
-        "hidden_sizes",
-    ): "hidden_sizes cannot be searched as a list: search model.width and model.depth",
-}
-_ALIASES = {
-    "learning_rate": "lr",
-    "learningrate": "lr",
-    "lr_rate": "lr",
-    "wd": "weight_decay",
-    "l2": "weight_decay",
-    "weight_decay_lambda": "weight_decay",
-    "batch": "batch_size",
-    "batchsize": "batch_size",
-    "hidden_size": "width",
-    "units": "width",
-    "layers": "depth",
-    "num_layers": "depth",
-    "n_layers": "depth",
-}
-"""Names people use in other tools, for the suggestion of an unknown parameter name."""
-_MAX_DEPTH = next(
-    (m.max_length for m in ModelSpec.model_fields["hidden_sizes"].metadata if hasattr(m, "max_length")), 64
-)
-"""Most hidden layers a model may have (``model.hidden_sizes``' own limit)."""
-
-
-def _located(loc: Loc, message: str, value: Any = None) -> ValidationError:
-    """A validation error at ``loc`` (relative to the model being validated).
-
-    pydantic keeps the location of a :class:`ValidationError` raised inside a validator and
-    prefixes it with the enclosing one, so the error can name a key deeper than the validator's
-    own model (``search.parameters.lr.high`` rather than ``search.parameters.lr``).
-    """
-    error = PydanticCustomError("study_spec", "{message}", {"message": message})
-    return ValidationError.from_exception_data(
-        "StudySpec", [InitErrorDetails(type=error, loc=loc, input=value)]
-    )
-
-
-_LONG_INT = 10**ECHO_LIMIT
-"""Integers from here on are described, not printed."""
-
-
-def _fmt(value: Any) -> str:
-    """A value as a message echoes it: a string quoted, a number as JSON, cut to one short line."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _LONG_INT:
-        return f"an integer of {value.bit_length()} bits"  # not converted: str() refuses 4300+ digits
-    return shorten(repr(value) if isinstance(value, str) else json.dumps(value))
-
-
-# --- search -----------------------------------------------------------------------------------
-
-
-class _RangeChecks:
-    """The checks shared by float and int ranges (a mixin: the fields live in the models)."""
-
-    if TYPE_CHECKING:
-        low: float
-        high: float
-        log: bool
-        bounds: list[float] | list[int] | None
-
-    def _check_range(self) -> None:
-        if not self.low < self.high:
-            raise _located(
-                ("high",), f"high {_fmt(self.high)} must be greater than low {_fmt(self.low)}", self.high
-            )
-        if self.log and self.low <= 0:
-            raise _located(("low",), f"a log range needs low > 0, got {_fmt(self.low)}", self.low)
-        if self.bounds is not None:
-            lo, hi = self.bounds
-            if not lo < hi:
-                raise _located(("bounds",), f"bounds [{_fmt(lo)}, {_fmt(hi)}] must have lo < hi", self.bounds)
-            if self.log and lo <= 0:
-                raise _located(("bounds",), f"bounds of a log range must be > 0, got {_fmt(lo)}", self.bounds)
-            if not (lo <= self.low and self.high <= hi):
-                raise _located(
-                    ("bounds",),
-                    f"bounds [{_fmt(lo)}, {_fmt(hi)}] must contain the range "
-                    f"[{_fmt(self.low)}, {_fmt(self.high)}]",
-                    self.bounds,
-                )
-
-    def endpoints(self) -> list[tuple[Loc, float]]:
-        """The extreme values a sampler may draw (``bounds`` too, when given), with where each is set."""
-        points: list[tuple[Loc, float]] = [(("low",), self.low), (("high",), self.high)]
-        if self.bounds is not None:
-            points += [(("bounds", 0), self.bounds[0]), (("bounds", 1), self.bounds[1])]
-        return points
-
-
-class FloatParameter(_RangeChecks, _Strict):
-    """A real-valued range, sampled uniformly (or uniformly in log10 space with ``log: true``)."""
-
-    type: Literal["float"] = Field(description="A real-valued range.")
-    low: float = Field(description="Lower end of the first stage's range.")
-    high: float = Field(description="Upper end of the first stage's range (greater than low).")
-    log: bool = Field(False, description="Sample in log10 space (low must be > 0).")
-    bounds: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
-        None,
-        description="Hard limits [lo, hi] that narrowing may pan out to; they must contain [low, high]. "
-        "Without them, narrowing may pan anywhere the field itself allows (dropout < 1, lr > 0, ...).",
-    )
-
-    @model_validator(mode="after")
-    def _valid_range(self) -> FloatParameter:
-        self._check_range()
-        return self
-
-
-class IntParameter(_RangeChecks, _Strict):
-    """An integer range ``low, low + step, ..., high``."""
-
-    type: Literal["int"] = Field(description="An integer range.")
-    low: int = Field(description="Lower end of the first stage's range.")
-    high: int = Field(description="Upper end of the first stage's range (greater than low).")
-    log: bool = Field(False, description="Sample in log10 space (low must be >= 1; step must be 1).")
-    step: Annotated[int, Field(ge=1)] = Field(
-        1, description="Spacing of the values; high - low is a multiple."
-    )
-    bounds: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(
-        None,
-        description="Hard limits [lo, hi] that narrowing may pan out to; they must contain [low, high].",
-    )
-
-    @model_validator(mode="after")
-    def _valid_range(self) -> IntParameter:
-        self._check_range()
-        if self.log and self.step != 1:
-            raise _located(("step",), f"a log range needs step 1, got {_fmt(self.step)}", self.step)
-        if (self.high - self.low) % self.step:
-            raise _located(
-                ("high",),
-                f"high - low ({_fmt(self.high - self.low)}) must be a multiple of step {_fmt(self.step)}",
-                self.high,
-            )
-        return self
-
-
-class CategoricalParameter(_Strict):
-    """A list of choices."""
-
-    type: Literal["categorical"] = Field(description="A choice among fixed values.")
-    choices: Annotated[list[Choice], Field(min_length=1, max_length=100)] = Field(
-        description="1 to 100 distinct strings, numbers or booleans."
-    )
-
-    @field_validator("choices", mode="before")
-    @classmethod
-    def _primitive_choices(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            for i, choice in enumerate(value):
-                if not isinstance(choice, str | int | float | bool):
-                    raise _located((i,), f"a choice must be a string, number or boolean, got {_kind(choice)}")
-                if isinstance(choice, float) and not math.isfinite(choice):
-                    raise _located((i,), "Input should be a finite number", choice)
-        return value
-
-    @field_validator("choices", mode="after")
-    @classmethod
-    def _unique_choices(cls, value: list[Choice]) -> list[Choice]:
-        seen: dict[tuple[bool, Choice], int] = {}
-        for i, choice in enumerate(value):
-            key = (isinstance(choice, bool), choice)
-            if key in seen:
-                raise _located((i,), f"duplicate choice {_fmt(choice)} (also choices[{seen[key]}])", choice)
-            seen[key] = i
-        return value
-
-
-def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-Parameter = Annotated[FloatParameter | IntParameter | CategoricalParameter, Field(discriminator="type")]
-"""One searched parameter, told apart by its ``type``."""
-
-
-class StageSpec(_Strict):
-    """One stage: how many trials, each trained for how many epochs."""
-
-    trials: Annotated[int, Field(ge=1, le=100_000)] = Field(description="Trials in this stage.")
-    epochs: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
-        None,
-        description="Epochs of each trial in this stage (null: training.epochs); early stages may be "
-        "shorter.",
-    )
-
-
-class NarrowingSpec(_Strict):
-    """The rule that narrows each range between stages (sampler ``narrowing`` only)."""
-
-    top_fraction: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.25, description="The new ranges come from this top fraction of a stage's finished trials."
-    )
-    min_top: Annotated[int, Field(ge=1)] = Field(
-        3, description="Use at least this many top trials (one lucky trial must not collapse a range)."
-    )
-    margin: Annotated[float, Field(ge=0, le=10)] = Field(
-        0.15, description="Widen the window around the top trials by this fraction of its width on each side."
-    )
-    min_width: Annotated[float, Field(gt=0, le=1)] = Field(
-        0.1,
-        description="A range never narrows below this fraction of its first stage's width "
-        "(widths of log parameters in log10 space).",
-    )
-    pan: bool = Field(
-        True,
-        description="When the top trials sit at an edge of the range, move the window past that edge "
-        "(within bounds, when given).",
-    )
-
-
-def default_stages(sampler: str, trials: int) -> list[dict[str, int]]:
-    """The stages ``search.trials`` stands for, as the sampler's strategy splits them (narrowing:
-    :data:`~hpo.search.DEFAULT_STAGES` equal stages; the others: one stage)."""
-    return [{"trials": n} for n in get_strategy(sampler).split(trials)]
-
-
-def _sampler_schema(schema: dict[str, Any]) -> None:
-    schema["enum"] = list(strategy_names())
-
-
-def _stages_or_trials_schema(schema: dict[str, Any]) -> None:
-    # In JSON Schema terms: stages or trials (a spec hpo dumped has both, which must agree).
-    schema["required"] = [name for name in schema.get("required", []) if name != "stages"]
-    schema["anyOf"] = [{"required": ["stages"]}, {"required": ["trials"]}]
-
-
-class SearchSpec(_Strict):
-    """What is searched, with which sampler, in which stages."""
-
-    model_config = ConfigDict(json_schema_extra=lambda schema: _stages_or_trials_schema(schema))
-
-    sampler: Annotated[str, Field(json_schema_extra=_sampler_schema)] = Field(
-        "narrowing",
-        description="The search: "
-        + "; ".join(f"{name}: {get_strategy(name).summary}" for name in strategy_names())
-        + ".",
-    )
-    trials: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
-        None,
-        description="Instead of stages: the total number of trials, split by hpo into "
-        f"{DEFAULT_STAGES} equal stages for the narrowing sampler, one stage for the others.",
-    )
-    stages: Annotated[list[StageSpec], Field(min_length=1, max_length=20)] = Field(
-        description="The stages, run one after another; each stage's trials run in parallel "
-        "(or give trials instead)."
-    )
-    parameters: Annotated[dict[str, Parameter], Field(min_length=1, max_length=64)] = Field(
-        description="Searched parameters by name: a field of model or training (`lr`, `training.lr`), "
-        "or model.width / model.depth (hidden_sizes = [width] * depth)."
-    )
-    narrowing: NarrowingSpec | None = Field(
-        None,
-        validate_default=True,
-        description="How ranges narrow between stages (sampler narrowing only; defaults filled).",
-    )
-    in_flight: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
-        None,
-        description="Most trials running at once for the sequential samplers tpe and cmaes "
-        "(null: 4; set it to about twice your worker processes).",
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _stages_from_trials(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        trials, stages = data.get("trials"), data.get("stages")
-        if trials is None:
-            if stages is None:
-                raise ValueError("give stages (a list of {trials, epochs}) or trials (a total hpo splits)")
-            return data
-        if type(trials) is not int or not 1 <= trials <= 100_000:
-            return data  # the field's own check reports it
-        if stages is not None:
-            # Both: a dumped spec has both (trials and the stages it was split into); they must agree.
-            counts = (
-                [st.get("trials") if isinstance(st, Mapping) else None for st in stages]
-                if isinstance(stages, list)
-                else [None]
-            )
-            if all(type(n) is int for n in counts) and sum(counts) != trials:
-                raise ValueError(
-                    f"trials is {trials} but the stages add up to {_fmt(sum(counts))}: give one of them"
-                )
-            return data
-        sampler = data.get("sampler", "narrowing")
-        if sampler not in strategy_names():
-            return data  # the field's own check reports it
-        return {**data, "stages": default_stages(sampler, trials)}
-
-    @field_validator("sampler", mode="after")
-    @classmethod
-    def _known_sampler(cls, value: str) -> str:
-        names = strategy_names()
-        if value not in names:
-            quoted = [repr(n) for n in names]
-            raise ValueError(f"Input should be {', '.join(quoted[:-1])} or {quoted[-1]}")
-        return value
-
-    @field_validator("narrowing", mode="after")
-    @classmethod
-    def _narrowing_fits_sampler(
-        cls, value: NarrowingSpec | None, info: ValidationInfo
-    ) -> NarrowingSpec | None:
-        sampler = info.data.get("sampler")
-        if sampler is None:  # the sampler itself is invalid; that error is reported
-            return value
-        if get_strategy(sampler).narrows:
-            return value if value is not None else NarrowingSpec()
-        if value is not None:
-            raise ValueError(f"only used with sampler narrowing (sampler is {sampler}); remove this section")
-        return value
-
-    @field_validator("in_flight", mode="after")
-    @classmethod
-    def _in_flight_fits_sampler(cls, value: int | None, info: ValidationInfo) -> int | None:
-        sampler = info.data.get("sampler")
-        if value is not None and sampler is not None and not get_strategy(sampler).sequential:
-            raise ValueError(
-                f"only used with the sequential samplers tpe and cmaes (sampler {sampler} samples "
-                "a whole stage at once)"
-            )
-        return value
-
-
-# --- objective, limits, pruner -----------------------------------------------------------------
-
-_METRIC_DIRECTION = {"val_acc": "maximize", "val_loss": "minimize"}
-
-
-class ObjectiveSpec(_Strict):
-    """What a trial is scored by (always on the validation split; the test split is held out)."""
-
-    metric: Literal["val_acc", "val_loss"] = Field("val_acc", description="Validation accuracy or loss.")
-    reduce: Literal["final", "best"] = Field(
-        "final", description="final: the value at the last evaluated epoch; best: the best evaluated value."
-    )
-    direction: Literal["maximize", "minimize"] | None = Field(
-        None,
-        validate_default=True,
-        description="Optimization direction (null: maximize for val_acc, minimize for val_loss).",
-    )
-
-    @field_validator("direction", mode="after")
-    @classmethod
-    def _direction_fits_metric(cls, value: str | None, info: ValidationInfo) -> str | None:
-        metric = info.data.get("metric")
-        if metric is None:
-            return value
-        expected = _METRIC_DIRECTION[metric]
-        if value is None:
-            return expected
-        if value != expected:
-            raise ValueError(
-                f"direction {value} does not fit metric {metric} (use {expected}, or leave it out)"
-            )
-        return value
-
-
-class LimitsSpec(_Strict):
-    """When a study or a trial gives up."""
-
-    max_failed_trials: Annotated[int, Field(ge=0)] = Field(
-        10, description="The study fails when more trials than this have failed."
-    )
-    trial_time_limit: Annotated[float, Field(gt=0)] | None = Field(
-        None, description="Seconds one trial may train before it is stopped and failed (null: no limit)."
-    )
-    max_attempts: Annotated[int, Field(ge=1, le=20)] = Field(
-        3, description="Deliveries of one trial (e.g. after a worker died) before it is recorded as failed."
-    )
-
-
-class PrunerSpec(_Strict):
-    """Stopping trials early whose intermediate objective falls behind (Optuna's pruners)."""
-
-    kind: Literal["none", "median", "percentile", "hyperband"] = Field("none", description="The pruner.")
-    warmup_epochs: Annotated[int, Field(ge=0)] = Field(2, description="Never prune before this many epochs.")
-    percentile: Annotated[float, Field(gt=0, lt=100)] | None = Field(
-        None,
-        description="Prune below this percentile of the other trials (kind percentile only, required there).",
-    )
-
-    @model_validator(mode="after")
-    def _percentile_fits_kind(self) -> PrunerSpec:
-        if self.kind == "percentile" and self.percentile is None:
-            raise ValueError("percentile is required with kind percentile")
-        if self.kind != "percentile" and self.percentile is not None:
-            raise _located(("percentile",), f"only used with kind percentile (kind is {self.kind})")
-        return self
-
-
-# --- the study -----------------------------------------------------------------------------------
+__all__ = ["StudySpec", "load_study_file", "load_study_spec", "study_json_schema"]
 
 
 class StudySpec(_Strict):
@@ -498,7 +67,7 @@ class StudySpec(_Strict):
         targets: dict[tuple[str, str], str] = {}
         for name, param in self.search.parameters.items():
             loc: Loc = ("search", "parameters", name)
-            target = _resolve(name, loc)
+            target = resolve(name, loc)
             if target in targets:
                 raise _located(
                     loc, f"sets {'.'.join(target)}, which {targets[target]!r} already searches", name
@@ -512,7 +81,7 @@ class StudySpec(_Strict):
     def _check_parameter(self, loc: Loc, target: tuple[str, str], param: Any) -> None:
         section, field = target
         where = ".".join(target)
-        kind = _field_kind(section, field)
+        kind = field_kind(section, field)
         if isinstance(param, FloatParameter | IntParameter):
             if kind in ("bool", "choice"):
                 raise _located(
@@ -530,19 +99,19 @@ class StudySpec(_Strict):
 
     def _field_problem(self, section: str, field: str, value: Any) -> str | None:
         """Why ``value`` is invalid for the field (None when it is valid)."""
-        if section == "model" and field in _VIRTUAL:
+        if section == "model" and field in VIRTUAL:
             # Each on its own: a width as one layer, a depth of one-unit layers.
             if not isinstance(value, int) or isinstance(value, bool):
                 return "Input should be a valid integer"
-            if field == "depth" and not 0 <= value <= _MAX_DEPTH:
-                return f"the depth must be in 0..{_MAX_DEPTH} (model.hidden_sizes' limit)"
+            if field == "depth" and not 0 <= value <= MAX_DEPTH:
+                return f"the depth must be in 0..{MAX_DEPTH} (model.hidden_sizes' limit)"
             sizes = [value] if field == "width" else [1] * value
             data = {**self.model.model_dump(), "hidden_sizes": sizes}
         else:
             base = self.model if section == "model" else self.training
             data = {**base.model_dump(), field: value}
         try:
-            _SECTIONS[section].model_validate(data)
+            SECTIONS[section].model_validate(data)
         except ValidationError as exc:
             err = exc.errors(include_url=False)[0]
             return str(err["msg"]).removeprefix("Value error, ")
@@ -614,7 +183,7 @@ class StudySpec(_Strict):
         ``("model", "width")`` and ``("model", "depth")`` are the virtual fields that set
         ``model.hidden_sizes``.
         """
-        return {name: _resolve(name, ("search", "parameters", name)) for name in self.search.parameters}
+        return {name: resolve(name, ("search", "parameters", name)) for name in self.search.parameters}
 
     def trial_spec(self, params: Mapping[str, Any], stage: int, *, seed: int | None = None) -> TrainSpec:
         """The network one trial trains: the study's spec with ``params`` applied.
@@ -669,9 +238,9 @@ class StudySpec(_Strict):
             hidden = self.model.hidden_sizes
             width = width if width is not None else hidden[0]
             depth = depth if depth is not None else len(hidden)
-            if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= _MAX_DEPTH:
+            if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
                 raise SpecError(
-                    f"trial parameters: depth {_fmt(depth)} is not in 0..{_MAX_DEPTH}", field="depth"
+                    f"trial parameters: depth {_fmt(depth)} is not in 0..{MAX_DEPTH}", field="depth"
                 )
             sections["model"]["hidden_sizes"] = [width] * depth
         data = {
@@ -704,61 +273,6 @@ class StudySpec(_Strict):
     def from_json(cls, text: str | bytes) -> StudySpec:
         """A spec back from :meth:`canonical_json` (as stored in the database)."""
         return cls.model_validate_json(text)
-
-
-def _field_kind(section: str, field: str) -> str:
-    """``float``, ``int``, ``bool``, ``choice`` (a Literal) or ``other``."""
-    if section == "model" and field in _VIRTUAL:
-        return "int"
-    annotation = _SECTIONS[section].model_fields[field].annotation
-    if typing.get_origin(annotation) is Literal:
-        return "choice"
-    return {float: "float", int: "int", bool: "bool"}.get(annotation, "other")  # type: ignore[arg-type]
-
-
-@functools.cache
-def _valid_names() -> dict[str, tuple[str, str]]:
-    """Every name a parameter may have (short and dotted) and its target."""
-    fields = [(s, f) for s, cls in _SECTIONS.items() for f in cls.model_fields] + [
-        ("model", v) for v in _VIRTUAL
-    ]
-    fields = [t for t in fields if t not in _NOT_SEARCHABLE]
-    out = {f"{s}.{f}": (s, f) for s, f in fields}
-    for s, f in fields:
-        owners = [t for t in fields if t[1] == f]
-        if len(owners) == 1:
-            out[f] = (s, f)
-    return out
-
-
-def _resolve(name: str, loc: Loc) -> tuple[str, str]:
-    """The (section, field) a parameter name sets; a located error when there is none."""
-    valid = _valid_names()
-    if name in valid:
-        return valid[name]
-    section, _, field = name.rpartition(".")
-    for (s, f), why in _NOT_SEARCHABLE.items():
-        if field == f and section in ("", s):
-            raise _located(loc, why, name)
-    if (section in ("dataset", "") and field in DatasetSpec.model_fields) or name == "seed":
-        raise _located(
-            loc, f"{name} cannot be searched: the data split and the seed are shared by all trials", name
-        )
-    if not section and any(field in cls.model_fields for cls in _SECTIONS.values()):
-        owners = [s for s, cls in _SECTIONS.items() if field in cls.model_fields]
-        raise _located(loc, f"{name} is ambiguous: write {' or '.join(f'{s}.{field}' for s in owners)}", name)
-    candidates = {**{k: k for k in valid}, **_ALIASES}
-    key = name.lower()
-    close = difflib.get_close_matches(key, list(candidates), n=1, cutoff=0.6)
-    if section and field in valid:
-        hint = f"; {field} is {'.'.join(valid[field])}"
-    elif key in _ALIASES:
-        hint = f"; did you mean {_ALIASES[key]!r}?"
-    elif close:
-        hint = f"; did you mean {candidates[close[0]]!r}?"
-    else:
-        hint = f"; valid names: {', '.join(sorted(k for k in valid if '.' not in k))}"
-    raise _located(loc, f"unknown parameter {_fmt(name)}{hint}", name)
 
 
 def load_study_spec(path: str | Path) -> StudySpec:
