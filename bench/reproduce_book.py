@@ -98,12 +98,14 @@ def main() -> None:
         result = run(args.seed, args.workers, args.db, args.figure.resolve(), Path(tmp))
     print(f"{result['study']}: {result['complete']}/{result['trials']} trials in {result['seconds']:.1f} s")
     print("\n".join(book_listing(result["best20"])))
-    test = result["test_result"] or {}
-    if "test_acc" in test:
+    from hpo.orchestration import TestResult
+
+    test = TestResult.from_dict(result["test_result"])
+    if test is not None and test.test_acc is not None and test.reproduced_value is not None:
         print(
-            f"winner (trial {test['trial_number']}) retrained with its seed: "
-            f"val {test['reproduced_value']:.2f} (reproduced: {test['reproduced']}), "
-            f"test acc {test['test_acc']:.3f} on {test['test_size']} images"
+            f"winner (trial {test.trial_number}) retrained with its seed: "
+            f"val {test.reproduced_value:.2f} (reproduced: {test.reproduced}), "
+            f"test acc {test.test_acc:.3f} on {test.test_size} images"
         )
     print(f"figure: {result['figure']}")
     if args.json:

@@ -133,14 +133,16 @@ def _run_narrowing(job: dict[str, Any]) -> dict[str, Any]:
         storage.dispose()
     if study.state != "COMPLETE":
         raise RuntimeError(f"{spec.name} ended {study.state}: {study.reason}")
-    test = study.test_result or {}
+    from hpo.orchestration import TestResult
+
+    test = TestResult.from_dict(study.test_result)
     return {
         **job,
         "values": [t.value for t in trials],
         "params": [t.params for t in trials],
         "stages_of": [t.stage for t in trials],
         "spaces": spaces,
-        "tests": {str(job["budget"]): test.get("test_acc")},
+        "tests": {str(job["budget"]): None if test is None else test.test_acc},
     }
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -48,6 +49,30 @@ class EpochRecord:
     val_loss: float | None
     val_acc: float | None
     seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as plain data, the form it takes in JSON, CSV and storage (``seconds`` to
+        the microsecond)."""
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.train_loss,
+            "train_acc": self.train_acc,
+            "val_loss": self.val_loss,
+            "val_acc": self.val_acc,
+            "seconds": round(self.seconds, 6),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
+        """A record back from :meth:`as_dict` (a missing metric is ``None``)."""
+        return cls(
+            epoch=int(data["epoch"]),
+            train_loss=data.get("train_loss", math.nan),
+            train_acc=data.get("train_acc"),
+            val_loss=data.get("val_loss"),
+            val_acc=data.get("val_acc"),
+            seconds=float(data.get("seconds", 0.0)),
+        )
 
 
 @dataclass(slots=True)

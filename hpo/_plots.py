@@ -26,10 +26,12 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullLocator
 
+from engine import EpochRecord
+
 from ._errors import HPOError
 from .samplers import space_from_json
 from .spec import CategoricalParameter, StudySpec
-from .storage import Storage, TrialRow
+from .storage import Storage, TrialRow, TrialState
 
 __all__ = ["PlotData", "StagePlan", "draw", "read_plot_data", "save"]
 
@@ -203,9 +205,9 @@ def _heading(fig: SubFigure, title: str, handles: list[Line2D], ncols: int) -> N
 
 def _curve_panel(ax: Any, trial: TrialRow, rank: int, metric: str) -> None:
     val_key, train_key, quantity = _curve_keys(metric)
-    records = trial.curves or []
+    records = [EpochRecord.from_dict(c) for c in trial.curves or []]
     for key, style, color in ((val_key, "-", "C0"), (train_key, "--", "C1")):
-        points = [(r["epoch"], r[key]) for r in records if _finite(r.get(key))]
+        points = [(r.epoch, getattr(r, key)) for r in records if _finite(getattr(r, key))]
         if points:
             epochs, values = zip(*points, strict=True)
             ax.plot(epochs, values, style, color=color, linewidth=1.3)
@@ -363,7 +365,8 @@ def _points(data: PlotData, name: str, param: Any) -> list[_Point]:
         x = columns.get(_choice_key(value)) if columns is not None else value
         if not _finite(x):
             continue
-        y = t.value if t.state == "COMPLETE" else _last_value(t) if t.state == "PRUNED" else None
+        pruned = t.state == TrialState.PRUNED
+        y = t.value if t.state == TrialState.COMPLETE else _last_value(t) if pruned else None
         points.append(_Point(t.number, float(x), y, t.stage, t.state))
     return points
 
@@ -391,12 +394,12 @@ def _scatter(ax: Any, points: Sequence[_Point], xs: np.ndarray, colors: Sequence
     for s in sorted(set(stages.tolist())):
         color = colors[s]
         # Labelled by what they show (the axes has no legend of its own; callers look them up).
-        done = (stages == s) & (states == "COMPLETE")
+        done = (stages == s) & (states == TrialState.COMPLETE.value)
         ax.scatter(
             xs[done], ys[done], s=20, color=color, alpha=0.85, edgecolors="white", linewidths=0.4,
             label=f"stage {s + 1}",
         )  # fmt: skip
-        pruned = (stages == s) & (states == "PRUNED") & scored
+        pruned = (stages == s) & (states == TrialState.PRUNED.value) & scored
         ax.scatter(
             xs[pruned], ys[pruned], s=20, facecolors="none", edgecolors=[color], linewidths=0.9,
             label=f"stage {s + 1} pruned",

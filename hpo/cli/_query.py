@@ -19,18 +19,24 @@ if TYPE_CHECKING:
 __all__ = ["best", "best_rows", "export", "status", "studies", "trials"]
 
 
-_RESUMABLE = ("INTERRUPTED", "CANCELLED", "FAILED")
-
-
 def shown_state(study: Any) -> str:
     from hpo.orchestration import shown_state as shown
 
     return shown(study)
 
 
+def _resumable() -> tuple[str, ...]:
+    from hpo.storage import StudyState
+
+    return (StudyState.INTERRUPTED, StudyState.CANCELLED, StudyState.FAILED)
+
+
 def end_code(state: str) -> int:
     """The exit code of a command that followed a study to its end (the README's table)."""
-    return {"COMPLETE": 0, "INTERRUPTED": EXIT_INTERRUPTED}.get(state, EXIT_FAILURE)
+    from hpo.storage import StudyState
+
+    codes = {StudyState.COMPLETE: 0, StudyState.INTERRUPTED: EXIT_INTERRUPTED}
+    return codes.get(StudyState(state), EXIT_FAILURE)
 
 
 class TrialStateChoice(StrEnum):
@@ -45,15 +51,17 @@ class TrialStateChoice(StrEnum):
 
 
 def _curve_summary(trial: TrialRow) -> dict[str, Any]:
-    curves = trial.curves or []
-    evaluated = [c for c in curves if c.get("val_acc") is not None]
+    from engine import EpochRecord
+
+    records = [EpochRecord.from_dict(c) for c in trial.curves or []]
+    evaluated = [r for r in records if r.val_acc is not None]
     if not evaluated:
-        return {"epochs": len(curves), "final_train_acc": None, "final_val_acc": None, "best_val_acc": None}
+        return {"epochs": len(records), "final_train_acc": None, "final_val_acc": None, "best_val_acc": None}
     return {
-        "epochs": len(curves),
-        "final_train_acc": evaluated[-1]["train_acc"],
-        "final_val_acc": evaluated[-1]["val_acc"],
-        "best_val_acc": max(c["val_acc"] for c in evaluated),
+        "epochs": len(records),
+        "final_train_acc": evaluated[-1].train_acc,
+        "final_val_acc": evaluated[-1].val_acc,
+        "best_val_acc": max(r.val_acc for r in evaluated if r.val_acc is not None),
     }
 
 
@@ -143,7 +151,7 @@ def _show_status(storage: Storage, name: str, fmt: OutputFormat, executor: Any) 
     err_console().print(
         f"[bold]{name}[/]: {doc['state'].lower()}, stage {study.current_stage + 1}/{doc['n_stages']}"
         + (f" ({study.reason})" if study.reason else "")
-        + (f"; `hpo resume {name}` continues it" if doc["state"] in _RESUMABLE else ""),
+        + (f"; `hpo resume {name}` continues it" if doc["state"] in _resumable() else ""),
         highlight=False,
     )
     data = doc["dataset"]
@@ -223,12 +231,15 @@ def best(
         print_test_result(test)
 
 
-def print_test_result(test: dict[str, Any]) -> None:
+def print_test_result(stored: dict[str, Any]) -> None:
     """One line on stderr: the best trial's accuracy on the held-out test split."""
-    if test.get("test_acc") is not None:
+    from hpo.orchestration import TestResult
+
+    test = TestResult.from_dict(stored)
+    if test is not None and test.test_acc is not None:
         err_console().print(
-            f"best trial {test['trial_number']} on the held-out test split ({test['test_size']} rows): "
-            f"accuracy {test['test_acc']:.4f}",
+            f"best trial {test.trial_number} on the held-out test split ({test.test_size} rows): "
+            f"accuracy {test.test_acc:.4f}",
             highlight=False,
         )
 

@@ -83,6 +83,7 @@ def submit(
     """
     from hpo.orchestration import check_study_data, default_workers, submit_study
     from hpo.spec import load_study_file
+    from hpo.storage import StudyState
 
     loaded = load_study_file(study_file, overrides or ())  # bad input: exit 2 before anything is written
     spec = loaded.spec
@@ -106,9 +107,9 @@ def submit(
             "nothing new written",
             highlight=False,
         )
-        if study.state == "INTERRUPTED":
+        if study.state == StudyState.INTERRUPTED:
             storage.resume_study(study.name)  # submitting it again continues an interrupted run
-        elif study.state != "RUNNING":
+        elif study.state != StudyState.RUNNING:
             _report_end(storage, study)
             return
     _run(storage, study.name, n, progress)
@@ -139,6 +140,7 @@ def _submit_remote(
     from hpo._urls import redact_url
     from hpo.orchestration import dispatch_trials, load_executor, reap, submit_study
     from hpo.spec import StudySpec
+    from hpo.storage import TrialState
 
     assert isinstance(spec, StudySpec)
     url = db or get_settings().database_url
@@ -148,7 +150,9 @@ def _submit_remote(
     study, created = submit_study(storage, spec, queue=executor.queue)
     err = err_console()
     if created:
-        dispatch_trials(storage, executor, [t.id for t in storage.trials(study.id, states=("PENDING",))])
+        dispatch_trials(
+            storage, executor, [t.id for t in storage.trials(study.id, states=(TrialState.PENDING,))]
+        )
         err.print(
             f"study [bold]{study.name}[/]: {spec.total_trials} trials in {len(spec.search.stages)} stages, "
             f"queued on {redact_url(broker)}",
@@ -185,7 +189,7 @@ def follow(storage: object, name: str, executor: object, progress: bool) -> Any:
 
     from hpo import get_settings
     from hpo.orchestration import Progress, reap, shown_state
-    from hpo.storage import Storage, StudyRow
+    from hpo.storage import Storage, StudyRow, StudyState
 
     from ._progress import LiveProgress
 
@@ -200,14 +204,14 @@ def follow(storage: object, name: str, executor: object, progress: bool) -> Any:
         study = storage.get_study(name)
         # The state is polled often (the command returns soon after the study ends), the
         # display is redrawn less often.
-        ended = shown_state(study) != "RUNNING"
+        ended = shown_state(study) != StudyState.RUNNING
         if progress and (ended or time.perf_counter() - last_shown >= DISPLAY_SECONDS):
             last_shown = time.perf_counter()
             counts = storage.counts(study.id)
             stage_counts = storage.counts(study.id, stage=study.current_stage)
             live(Progress(study, counts, stage_counts, time.perf_counter() - start, workers_alive=-1))
         due = time.perf_counter() - last_reap > settings.reaper_interval
-        if executor is not None and study.state == "RUNNING" and due:
+        if executor is not None and study.state == StudyState.RUNNING and due:
             last_reap = time.perf_counter()
             reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)  # type: ignore[arg-type]
         return study
@@ -215,7 +219,7 @@ def follow(storage: object, name: str, executor: object, progress: bool) -> Any:
     with LiveProgress(storage) as live:
         while True:
             study = outages.run(lambda: poll(live))
-            if study is not None and shown_state(study) != "RUNNING":
+            if study is not None and shown_state(study) != StudyState.RUNNING:
                 return study
             time.sleep(POLL_SECONDS)
 
@@ -348,12 +352,12 @@ def _run(storage: object, name: str, workers: int, progress: bool) -> None:
 def _report_end(storage: object, study: object) -> None:
     """The best trials when a study completed; otherwise why it ended, and its exit code (1 for a
     failed or cancelled study, 130 for an interrupted one)."""
-    from hpo.storage import StudyRow
+    from hpo.storage import StudyRow, StudyState
 
     from ._query import end_code, shown_state
 
     assert isinstance(study, StudyRow)
-    if study.state == "COMPLETE":
+    if study.state == StudyState.COMPLETE:
         err_console().print(f"study [bold]{study.name}[/] complete")
         _print_best(storage, study.name)
         return

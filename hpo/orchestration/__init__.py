@@ -28,7 +28,7 @@ from .._lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from ._advance import MIRROR_INTERVAL, advance_study, mirror_optuna_view
-    from ._evaluation import evaluate_on_test
+    from ._evaluation import TestResult, evaluate_on_test
     from ._executor import BrokerError, Executor, check_database_shareable, load_executor
     from ._local import (
         LocalRunInterruptedError,
@@ -58,6 +58,7 @@ _EXPORTS = {
     "MIRROR_INTERVAL": "._advance",
     "advance_study": "._advance",
     "mirror_optuna_view": "._advance",
+    "TestResult": "._evaluation",
     "evaluate_on_test": "._evaluation",
     "BrokerError": "._executor",
     "Executor": "._executor",
@@ -99,6 +100,7 @@ __all__ = [
     "Executor",
     "LocalRunInterruptedError",
     "Progress",
+    "TestResult",
     "TrainedNetwork",
     "TrialReport",
     "advance_study",

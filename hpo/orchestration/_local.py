@@ -274,7 +274,7 @@ def shown_state(study: StudyRow) -> str:
     """The study's state as a user should read it: a local study whose run was killed outright
     (its recorded runner is gone from this host) is ``INTERRUPTED``, not ``RUNNING``."""
     if study.state == StudyState.RUNNING and study.queue is None and runner_gone(study.runner):
-        return "INTERRUPTED"
+        return StudyState.INTERRUPTED
     return str(study.state)
 
 

@@ -89,7 +89,7 @@ def run_trial(
 
             def on_epoch(record: engine.EpochRecord) -> bool:
                 nonlocal pruned, interrupted
-                curves.append(_record_dict(record))
+                curves.append(record.as_dict())
                 metric = getattr(record, spec.objective.metric)
                 if metric is not None and math.isfinite(metric):
                     intermediate[record.epoch] = float(metric)
@@ -181,14 +181,3 @@ def _outcome(
     if outcome is engine.Outcome.STOPPED and pruned:
         return TrialState.PRUNED, None, f"pruned after epoch {len(result.history)}"
     return TrialState.FAIL, None, result.reason or outcome.value
-
-
-def _record_dict(r: engine.EpochRecord) -> dict[str, Any]:
-    return {
-        "epoch": r.epoch,
-        "train_loss": r.train_loss,
-        "train_acc": r.train_acc,
-        "val_loss": r.val_loss,
-        "val_acc": r.val_acc,
-        "seconds": round(r.seconds, 6),
-    }

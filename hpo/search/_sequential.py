@@ -41,6 +41,8 @@ class SequentialStrategy(SearchStrategy):
 def _history_study(spec: StudySpec, space: Space, history: Sequence[TrialRow]) -> optuna.Study:
     import optuna
 
+    from ..storage import TrialState
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction=spec.objective.direction)
     for row in sorted(history, key=lambda r: r.number):
@@ -49,9 +51,9 @@ def _history_study(spec: StudySpec, space: Space, history: Sequence[TrialRow]) -
         dists = {k: space[k] for k in row.params}
         if not all(dists[k]._contains(dists[k].to_internal_repr(v)) for k, v in row.params.items()):
             continue  # a value outside the current space cannot be told to the sampler
-        if row.state == "COMPLETE" and row.value is not None:
+        if row.state == TrialState.COMPLETE and row.value is not None:
             state, value = optuna.trial.TrialState.COMPLETE, row.value
-        elif row.state in ("PENDING", "RUNNING"):
+        elif row.state in (TrialState.PENDING, TrialState.RUNNING):
             state, value = optuna.trial.TrialState.RUNNING, None
         else:
             continue
