@@ -87,7 +87,8 @@ def _has_header(rows: list[_Row], idx: int) -> bool:
     if _is_number(first[idx]):
         return False
     # Only the label cell is text: a header over numeric labels, or data with text labels.
-    return len(rows) > 1 and _is_number(rows[1].cells[idx])
+    second = rows[1].cells if len(rows) > 1 else []
+    return idx < len(second) and _is_number(second[idx])  # a short second row is reported later
 
 
 def _parse_row(path: Path, row: _Row, idx: int, width: int) -> tuple[list[float], str]:

@@ -102,3 +102,12 @@ def test_csv_errors_never_quote_the_file(tmp_path: Path, text: str) -> None:
         load_dataset("csv", path=path, label_column="label" if "," in text.split("\n")[0] else -1)
     assert SECRET not in str(info.value)
     assert str(path) in str(info.value)
+
+
+def test_csv_short_second_row_under_a_text_label_is_reported(tmp_path: Path) -> None:
+    # Only the label cell of the first row is text, so the second row decides whether the first is
+    # a header; a second row too short to have a label cell used to raise IndexError.
+    path = tmp_path / "short.csv"
+    path.write_text("1,2,cat,4\n5\n")
+    with pytest.raises(DatasetError, match=r"short\.csv: line 2 has 1 columns, expected 4"):
+        load_arrays("csv", path=path, label_column=2)
