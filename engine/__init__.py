@@ -4,7 +4,6 @@ and datasets. Depends on NumPy and the standard library only.
 
 from __future__ import annotations
 
-from ._datasets import DATASET_KINDS, Dataset, Split, load_arrays, load_dataset, read_idx, split_arrays
 from ._errors import ConfigError, DatasetError, EngineError
 from ._gradcheck import numerical_gradient, relative_error
 from ._layers import (
@@ -36,6 +35,7 @@ from ._optimizers import (
 )
 from ._parameter import Parameter
 from ._trainer import EpochCallback, EpochRecord, Outcome, Trainer, TrainResult
+from .datasets import DATASET_KINDS, Dataset, Split, load_arrays, load_dataset, read_idx, split_arrays
 
 __all__ = [
     "ACTIVATIONS",

@@ -7,11 +7,20 @@ booleans.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-__all__ = ["DatasetSpec", "ModelSpec", "TrainSpec", "TrainingSpec"]
+__all__ = [
+    "DATASET_KIND_RULES",
+    "DATASET_OPTIONS",
+    "DatasetKindName",
+    "DatasetKindRules",
+    "DatasetSpec",
+    "ModelSpec",
+    "TrainSpec",
+    "TrainingSpec",
+]
 
 Fraction = Annotated[float, Field(ge=0, lt=1)]
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -22,15 +31,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, strict=True, frozen=True)
 
 
+class DatasetKindRules(NamedTuple):
+    """What a dataset kind's ``path`` is (``"file"``, ``"directory"``, or None: it takes none) and
+    the options only it reads."""
+
+    path: Literal["file", "directory"] | None
+    options: frozenset[str] = frozenset()
+
+
+# The engine's registry (engine.datasets.KINDS) says the same; tests/hpo/test_dataset_kinds.py
+# checks that the two agree. hpo.spec keeps its own copy because importing engine imports NumPy,
+# and validating a study file must not.
+DatasetKindName = Literal["digits", "mnist", "npz", "csv"]
+DATASET_KIND_RULES: dict[str, DatasetKindRules] = {
+    "digits": DatasetKindRules(path=None),
+    "mnist": DatasetKindRules(path="directory"),
+    "npz": DatasetKindRules(path="file"),
+    "csv": DatasetKindRules(path="file", options=frozenset({"label_column"})),
+}
+DATASET_OPTIONS = ("label_column",)
+"""The fields of :class:`DatasetSpec` that only some kinds read."""
+
+
+def _describe_paths() -> str:
+    takes = {
+        what: ", ".join(k for k, rules in DATASET_KIND_RULES.items() if rules.path == what)
+        for what in ("directory", "file")
+    }
+    return f"Directory ({takes['directory']}) or file ({takes['file']})."
+
+
 class DatasetSpec(_Strict):
     """Where the data comes from and how it is split.
 
     The split is drawn once from ``seed`` and shared by every trial of a study. The test split is
-    held out from the search entirely.
+    held out from the search entirely. Whether ``path`` is required and which options (such as
+    ``label_column``) may be given depend on the kind (:data:`DATASET_KIND_RULES`).
     """
 
-    kind: Literal["digits", "mnist", "npz", "csv"] = Field(description="Data source.")
-    path: str | None = Field(None, description="Directory (mnist) or file (npz, csv).")
+    kind: DatasetKindName = Field(description="Data source.")
+    path: str | None = Field(None, description=_describe_paths())
     subset: Annotated[int, Field(ge=2)] | None = Field(
         None, description="Use only this many rows for train+validation (the book uses 500)."
     )
@@ -42,11 +82,23 @@ class DatasetSpec(_Strict):
     label_column: str | int = Field(-1, description="Label column of a csv file (name or index).")
     seed: Annotated[int, Field(ge=0)] = Field(0, description="Seed of the split.")
 
+    @field_validator(*DATASET_OPTIONS)
+    @classmethod
+    def _option_matches_kind(cls, value: object, info: ValidationInfo) -> object:
+        kind, name = info.data.get("kind"), str(info.field_name)
+        rules = DATASET_KIND_RULES.get(kind) if isinstance(kind, str) else None
+        # The default is allowed with every kind: a stored study's spec carries every field.
+        if rules is not None and name not in rules.options and value != cls.model_fields[name].default:
+            takers = ", ".join(k for k, r in DATASET_KIND_RULES.items() if name in r.options)
+            raise ValueError(f"not used with kind {kind!r} (only with {takers})")
+        return value
+
     @model_validator(mode="after")
     def _path_matches_kind(self) -> DatasetSpec:
-        if self.kind == "digits" and self.path is not None:
-            raise ValueError("path is not used with kind 'digits'")
-        if self.kind != "digits" and not self.path:
+        takes_path = DATASET_KIND_RULES[self.kind].path is not None
+        if not takes_path and self.path is not None:
+            raise ValueError(f"path is not used with kind '{self.kind}'")
+        if takes_path and not self.path:
             raise ValueError(f"path is required with kind '{self.kind}'")
         if self.val_fraction + self.test_fraction >= 1:
             raise ValueError("val_fraction + test_fraction must leave rows for training")
