@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -72,47 +73,24 @@ def run_trial(
     """
     spec = study_spec(study or storage.get_study_by_id(trial.study_id))
     start = time.perf_counter()
-    curves: list[dict[str, Any]] = []
-    intermediate: dict[int, float] = {}
+    epochs = _Epochs(spec, should_stop)
     state, value, reason = TrialState.FAIL, None, None
-    interrupted = data_error = False
+    data_error = False
     try:
         train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
         data = _trial_data(train_spec, data_cache)
         too_big = _does_not_fit(train_spec, data)
         if too_big:
             raise _TrialFailedError(too_big)
-        prune = PruneCheck(spec, storage, trial)
-        pruned = False
-
-        with heartbeats.hold(storage, trial, worker, lease) as lost:
-
-            def on_epoch(record: engine.EpochRecord) -> bool:
-                nonlocal pruned, interrupted
-                curves.append(record.as_dict())
-                metric = getattr(record, spec.objective.metric)
-                if metric is not None and math.isfinite(metric):
-                    intermediate[record.epoch] = float(metric)
-                    if prune.should_prune(record.epoch, float(metric)):
-                        pruned = True
-                        return True
-                if lost.is_set():
-                    return True
-                if should_stop is not None and should_stop():
-                    interrupted = True
-                    return True
-                return False
-
-            run = train_network(
-                train_spec, callback=on_epoch, time_limit=spec.limits.trial_time_limit, data=data
-            )
-            if lost.is_set() or interrupted:
-                if interrupted:
-                    storage.release(trial.id, worker, attempt=trial.attempts)
-                return TrialReport(
-                    trial.id, trial.number, TrialState.RUNNING, None, "interrupted", 0.0, False
-                )
-        state, value, reason = _outcome(spec, run.result, pruned)
+        epochs.prune = PruneCheck(spec, storage, trial)
+        with heartbeats.hold(storage, trial, worker, lease) as epochs.lost:
+            limit = spec.limits.trial_time_limit
+            run = train_network(train_spec, callback=epochs, time_limit=limit, data=data)
+        if epochs.lost.is_set() or epochs.interrupted:
+            if epochs.interrupted:  # Ctrl-C: handed back, not counted as an attempt
+                storage.release(trial.id, worker, attempt=trial.attempts)
+            return TrialReport(trial.id, trial.number, TrialState.RUNNING, None, "interrupted", 0.0, False)
+        state, value, reason = _outcome(spec, run.result, epochs.pruned)
     except _TrialFailedError as exc:
         reason = str(exc)
     except engine.DatasetError as exc:
@@ -125,7 +103,7 @@ def run_trial(
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
     progress = storage.finish(
-        trial.id, worker, state, value, reason, curves, intermediate, attempt=trial.attempts
+        trial.id, worker, state, value, reason, epochs.curves, epochs.intermediate, attempt=trial.attempts
     )
     if progress is not None and data_error:
         # The submitter may not see the workers' files (broker mode), so this is where a missing
@@ -136,6 +114,36 @@ def run_trial(
         if new and on_new_trials is not None:
             on_new_trials(new)
     return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
+
+
+class _Epochs:
+    """The trainer's epoch callback for one trial: records the curves and intermediate values,
+    asks the pruner, and stops the run when its claim is lost or the process is told to stop."""
+
+    def __init__(self, spec: StudySpec, should_stop: Callable[[], bool] | None) -> None:
+        self.metric = spec.objective.metric
+        self.should_stop = should_stop
+        self.prune: PruneCheck | None = None
+        self.lost = threading.Event()  # replaced by the heartbeat's event of the claim
+        self.curves: list[dict[str, Any]] = []
+        self.intermediate: dict[int, float] = {}
+        self.pruned = self.interrupted = False
+
+    def __call__(self, record: engine.EpochRecord) -> bool:
+        """True stops the run after this epoch."""
+        self.curves.append(record.as_dict())
+        metric = getattr(record, self.metric)
+        if metric is not None and math.isfinite(metric):
+            self.intermediate[record.epoch] = float(metric)
+            if self.prune is not None and self.prune.should_prune(record.epoch, float(metric)):
+                self.pruned = True
+                return True
+        if self.lost.is_set():
+            return True
+        if self.should_stop is not None and self.should_stop():
+            self.interrupted = True
+            return True
+        return False
 
 
 class _TrialFailedError(Exception):

@@ -125,8 +125,11 @@ def test_heartbeat_keeps_a_trial_longer_than_its_lease(storage: Storage) -> None
     import threading
     import time
 
+    # A lease of 1 s renewed every third of it: short enough that the ~4 s trial outlives it several
+    # times, long enough that a loaded machine's scheduling pause (seen: ~0.3 s) does not let it lapse.
+    lease = 1.0
     study, _ = orch.submit_study(storage, _slow_spec("long"))
-    trial = storage.claim(storage.trials(study.id)[0].id, "w", 0.3)
+    trial = storage.claim(storage.trials(study.id)[0].id, "w", lease)
     assert trial is not None
     stolen: list[int] = []
     stop = threading.Event()
@@ -139,11 +142,11 @@ def test_heartbeat_keeps_a_trial_longer_than_its_lease(storage: Storage) -> None
     thread.start()
     start = time.monotonic()
     try:
-        report = orch.run_trial(storage, trial, "w", lease=0.3)
+        report = orch.run_trial(storage, trial, "w", lease=lease)
     finally:
         stop.set()
         thread.join()
-    assert time.monotonic() - start > 0.6  # two leases at least
+    assert time.monotonic() - start > 2 * lease  # two leases at least
     assert stolen == [] and report.recorded and report.state == "COMPLETE"
 
 
