@@ -174,30 +174,13 @@ def run_local(
     from ._studies import study_spec
     from ._training import load_data
 
-    n = workers or default_workers()
     spec = study_spec(study)
     # Load the split once here; the forked workers share it.
     dtype = spec.training.dtype
     _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
-    cap = spec.limits.max_attempts
-    _release_dead_local_claims(storage, study.id, cap)
+    _release_dead_local_claims(storage, study.id, spec.limits.max_attempts)
     advance_study(storage, study.id)
-
-    ctx = mp.get_context("fork")
-    stop = ctx.Event()
-    storage.dispose()  # children open their own connections
-    procs: dict[int, mp.process.BaseProcess] = {}
-    restarts = 0
-
-    def start(index: int) -> None:
-        p = ctx.Process(
-            target=_worker_main,
-            args=(storage.url, study.id, index, n, stop, os.getpid()),
-            name=f"hpo-local-{index}",
-        )
-        p.start()
-        procs[index] = p
-
+    pool = _Pool(storage, study, workers or default_workers(), spec.limits.max_attempts)
     # SIGTERM (a service manager, `kill`) stops the run as Ctrl-C does: the workers release their
     # trials and the study stays resumable. SIGKILL cannot be caught: the workers notice the parent
     # is gone (see _die_with_parent).
@@ -205,49 +188,86 @@ def run_local(
     storage.set_runner(study.id, runner)
     main = threading.current_thread() is threading.main_thread()  # only it may set handlers
     previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
-    for i in range(n):
-        start(i)
-    t0 = time.perf_counter()
     try:
-        while True:
-            current = storage.get_study_by_id(study.id)
-            alive = sum(p.is_alive() for p in procs.values())
-            if on_progress is not None:
-                on_progress(_snapshot(storage, current, t0, alive))
-            if current.state != StudyState.RUNNING and alive == 0:
-                return current
-            for index, p in list(procs.items()):
-                if not p.is_alive() and current.state == StudyState.RUNNING:
-                    # A worker died (OOM, a crash in native code): its claims go back to the
-                    # queue now rather than when their leases expire, and a new worker replaces it.
-                    _release_dead_local_claims(storage, study.id, cap)
-                    restarts += 1
-                    if restarts > 10 * n:
-                        storage.fail_study(study.id, "local workers keep dying; see the trials' reasons")
-                        continue
-                    start(index)
-            # Sleep until the next snapshot, or until a worker exits (the study ended, or a worker
-            # died): workers leave as soon as the study is over, so the run ends without delay.
-            mp.connection.wait([p.sentinel for p in procs.values() if p.is_alive()], timeout=refresh)
+        pool.start_all()
+        return pool.supervise(on_progress, refresh)
     except KeyboardInterrupt:
-        stop.set()
-        deadline = time.monotonic() + 30
-        for p in procs.values():
-            p.join(timeout=max(0.0, deadline - time.monotonic()))
-        for p in procs.values():
-            if p.is_alive():
-                p.terminate()
-                p.join(5)
+        pool.stop(grace=30.0)
         message = f"interrupted; `hpo resume {study.name}` continues the study"
         storage.interrupt_study(study.id, message)
         raise LocalRunInterruptedError(message) from None
     finally:
         if main:
             signal.signal(signal.SIGTERM, previous)
-        stop.set()
-        for p in procs.values():
-            p.join(timeout=10)
+        pool.stop(grace=10.0)
         storage.set_runner(study.id, None, was=runner)
+
+
+class _Pool:
+    """The worker processes of one local run: started, replaced when one dies, stopped."""
+
+    def __init__(self, storage: Storage, study: StudyRow, n: int, max_attempts: int) -> None:
+        self.storage, self.study, self.n, self.cap = storage, study, n, max_attempts
+        self.ctx = mp.get_context("fork")
+        self.stop_event = self.ctx.Event()
+        self.procs: dict[int, mp.process.BaseProcess] = {}
+        self.restarts = 0
+
+    def start(self, index: int) -> None:
+        p = self.ctx.Process(
+            target=_worker_main,
+            args=(self.storage.url, self.study.id, index, self.n, self.stop_event, os.getpid()),
+            name=f"hpo-local-{index}",
+        )
+        p.start()
+        self.procs[index] = p
+
+    def start_all(self) -> None:
+        self.storage.dispose()  # children open their own connections
+        for i in range(self.n):
+            self.start(i)
+
+    def supervise(self, on_progress: Callable[[Progress], None] | None, refresh: float) -> StudyRow:
+        """Watch the study until it ends and every worker left; replace workers that die."""
+        t0 = time.perf_counter()
+        while True:
+            current = self.storage.get_study_by_id(self.study.id)
+            alive = sum(p.is_alive() for p in self.procs.values())
+            if on_progress is not None:
+                on_progress(_snapshot(self.storage, current, t0, alive))
+            if current.state != StudyState.RUNNING and alive == 0:
+                return current
+            if current.state == StudyState.RUNNING:
+                self._replace_dead()
+            # Sleep until the next snapshot, or until a worker exits (the study ended, or a worker
+            # died): workers leave as soon as the study is over, so the run ends without delay.
+            sentinels = [p.sentinel for p in self.procs.values() if p.is_alive()]
+            mp.connection.wait(sentinels, timeout=refresh)
+
+    def _replace_dead(self) -> None:
+        for index, p in list(self.procs.items()):
+            if p.is_alive():
+                continue
+            # A worker died (OOM, a crash in native code): its claims go back to the queue now
+            # rather than when their leases expire, and a new worker replaces it.
+            _release_dead_local_claims(self.storage, self.study.id, self.cap)
+            self.restarts += 1
+            if self.restarts > 10 * self.n:
+                self.storage.fail_study(self.study.id, "local workers keep dying; see the trials' reasons")
+                return
+            self.start(index)
+
+    def stop(self, grace: float) -> None:
+        """Tell the workers to stop (each releases its trial), wait up to ``grace`` seconds, then
+        terminate the ones still running."""
+        self.stop_event.set()
+        deadline = time.monotonic() + grace
+        for p in self.procs.values():
+            p.join(timeout=max(0.0, deadline - time.monotonic()))
+        for p in self.procs.values():
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
 
 
 def local_runner() -> str:
