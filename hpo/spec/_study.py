@@ -214,35 +214,15 @@ class StudySpec(_Strict):
             "training": self.training.model_dump(),
         }
         sections["training"]["epochs"] = self.stage_epochs(stage)
-        width = depth = None
+        shape: dict[str, Any] = {}  # model.width and model.depth, which set hidden_sizes together
         for name, (section, field) in self.parameter_targets().items():
-            value = params[name]
-            if not isinstance(value, str | int | float) and hasattr(value, "item"):
-                value = value.item()  # a NumPy scalar from a sampler
-            param = self.search.parameters[name]
-            if isinstance(param, CategoricalParameter) and not any(
-                value == c and isinstance(value, bool) == isinstance(c, bool) for c in param.choices
-            ):
-                raise SpecError(
-                    f"trial parameters: {name}={_fmt(value)} is not one of "
-                    f"{shorten('[' + ', '.join(_fmt(c) for c in param.choices) + ']', 4 * ECHO_LIMIT)}",
-                    field=name,
-                )
-            if (section, field) == ("model", "width"):
-                width = value
-            elif (section, field) == ("model", "depth"):
-                depth = value
+            value = self._trial_value(name, params[name])
+            if section == "model" and field in VIRTUAL:
+                shape[field] = value
             else:
                 sections[section][field] = value
-        if width is not None or depth is not None:
-            hidden = self.model.hidden_sizes
-            width = width if width is not None else hidden[0]
-            depth = depth if depth is not None else len(hidden)
-            if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
-                raise SpecError(
-                    f"trial parameters: depth {_fmt(depth)} is not in 0..{MAX_DEPTH}", field="depth"
-                )
-            sections["model"]["hidden_sizes"] = [width] * depth
+        if shape:
+            sections["model"]["hidden_sizes"] = self._hidden_sizes(shape.get("width"), shape.get("depth"))
         data = {
             "name": self.name,
             "seed": self.seed if seed is None else seed,
@@ -254,6 +234,30 @@ class StudySpec(_Strict):
             err = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in err["loc"])
             raise SpecError(f"trial parameters: {where}: {err['msg']}", field=where) from None
+
+    def _trial_value(self, name: str, value: Any) -> Any:
+        """A trial's value of parameter ``name`` as plain data, a categorical one checked."""
+        if not isinstance(value, str | int | float) and hasattr(value, "item"):
+            value = value.item()  # a NumPy scalar from a sampler
+        param = self.search.parameters[name]
+        if isinstance(param, CategoricalParameter) and not any(
+            value == c and isinstance(value, bool) == isinstance(c, bool) for c in param.choices
+        ):
+            raise SpecError(
+                f"trial parameters: {name}={_fmt(value)} is not one of "
+                f"{shorten('[' + ', '.join(_fmt(c) for c in param.choices) + ']', 4 * ECHO_LIMIT)}",
+                field=name,
+            )
+        return value
+
+    def _hidden_sizes(self, width: Any, depth: Any) -> list[Any]:
+        """``[width] * depth``, either one taken from ``model.hidden_sizes`` when not searched."""
+        hidden = self.model.hidden_sizes
+        width = width if width is not None else hidden[0]
+        depth = depth if depth is not None else len(hidden)
+        if not isinstance(depth, int) or isinstance(depth, bool) or not 0 <= depth <= MAX_DEPTH:
+            raise SpecError(f"trial parameters: depth {_fmt(depth)} is not in 0..{MAX_DEPTH}", field="depth")
+        return [width] * depth
 
     def canonical_json(self) -> str:
         """The spec as stored: JSON with sorted keys, every default filled, no whitespace."""
