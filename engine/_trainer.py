@@ -205,7 +205,7 @@ class Trainer:
         val_loss, val_acc = net.evaluate(self.x_val, self.t_val, bs)
         return train_acc, val_loss, val_acc, first_scores
 
-    def fit(self) -> TrainResult:
+    def fit(self) -> TrainResult:  # one piece on purpose: the engine's hot loop, free of extra calls
         """Run the training loop and return its outcome and curves."""
         net, opt, params = self.net, self.optimizer, self.net.flat_params
         n, bs = self.x_train.shape[0], self.batch_size

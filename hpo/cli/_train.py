@@ -6,7 +6,7 @@ import csv
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -66,19 +66,8 @@ def train(
             "curves": rows,
         }
         out_console().print_json(json.dumps(doc))
-    elif fmt is OutputFormat.csv:
-        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["epoch"])
-        writer.writeheader()
-        writer.writerows(rows)
     else:
-        table = Table(
-            "epoch", "train loss", "train acc", "val loss", "val acc", title=f"{spec.name or spec_file.stem}"
-        )
-        for r in rows:
-            table.add_row(
-                *(f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values())
-            )
-        out_console().print(table)
+        _print_curves(rows, fmt, spec.name or spec_file.stem)
     summary = f"{result.outcome.value} in {result.seconds:.2f} s ({result.steps} steps)"
     if result.reason:
         summary += f": {result.reason}"
@@ -89,3 +78,17 @@ def train(
     err.print(summary, highlight=False)
     if result.outcome.value == "diverged":
         raise typer.Exit(1)
+
+
+def _print_curves(rows: list[dict[str, Any]], fmt: OutputFormat, title: str) -> None:
+    if fmt is OutputFormat.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]) if rows else ["epoch"])
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    table = Table("epoch", "train loss", "train acc", "val loss", "val acc", title=title)
+    for r in rows:
+        table.add_row(
+            *(f"{v:.4f}" if isinstance(v, float) else ("-" if v is None else str(v)) for v in r.values())
+        )
+    out_console().print(table)

@@ -334,6 +334,8 @@ class _Window:
     hard_high_applied: bool = False
 
 
+# _window and _narrow_numeric are long on purpose: each reads top to bottom as docs/narrowing.md
+# states the rule (the window, its pan, the minimum width; then grids and bounds in value space).
 def _window(
     a: float,
     b: float,
