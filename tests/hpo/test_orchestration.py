@@ -121,13 +121,23 @@ def _slow_spec(name: str) -> StudySpec:
     return StudySpec.model_validate(spec)
 
 
-def test_heartbeat_keeps_a_trial_longer_than_its_lease(storage: Storage) -> None:
+def test_heartbeat_keeps_a_trial_longer_than_its_lease(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import threading
     import time
 
-    # A lease of 1 s renewed every third of it: short enough that the ~4 s trial outlives it several
+    # A lease of 1 s renewed every third of it: short enough that the trial outlives it several
     # times, long enough that a loaded machine's scheduling pause (seen: ~0.3 s) does not let it lapse.
     lease = 1.0
+    # Each epoch takes at least 20 ms, so the 150-epoch trial lasts >= 3 s however fast the machine.
+    real_call = _trial._Epochs.__call__
+
+    def slow_epoch(self: _trial._Epochs, record: object) -> bool:
+        time.sleep(0.02)
+        return real_call(self, record)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_trial._Epochs, "__call__", slow_epoch)
     study, _ = orch.submit_study(storage, _slow_spec("long"))
     trial = storage.claim(storage.trials(study.id)[0].id, "w", lease)
     assert trial is not None

@@ -668,7 +668,9 @@ def test_property_windows_are_ordered_bounded_wide_enough_and_keep_the_top(s: di
     width = _u(new.high, log) - _u(new.low, log)
     if hu_hi - hu_lo < m:
         event("hard bounds narrower than the minimum width")
-        assert (new.low, new.high) == (h_lo, h_hi)
+        # As wide as the bounds allow: the bounds themselves, or (when the old window, cut by a
+        # bound, is already as wide as the bounds up to rounding) that window.
+        assert width >= (hu_hi - hu_lo) * (1 - 1e-9) - 1e-12
     else:
         assert width >= m * (1 - 1e-9) - 1e-9
     # Never wider than the old window plus the pan: an edge moves out only where the top trials
