@@ -165,8 +165,12 @@ def test_module_upgrade_command(sqlite_url: str) -> None:
 
 def test_import_does_no_work() -> None:
     code = (
+        "import os; hooks = []; real = os.register_at_fork; "
+        "os.register_at_fork = lambda **kw: (hooks.append(kw), real(**kw)); "
         "import sys, hpo.storage, hpo.storage._engine as e; "
         "assert not e._engines, e._engines; "
+        # The caches' fork hooks are registered at their first use, not at import.
+        "assert not [h for h in hooks if h['after_in_child'].__module__.startswith('hpo')], hooks; "
         "assert 'optuna' not in sys.modules and 'psycopg' not in sys.modules; "
         "print('ok')"
     )
