@@ -231,7 +231,7 @@ def upgrade(url: str, revision: str = "head", *, optuna: bool = True) -> Upgrade
         assert hpo_after is not None  # Alembic has just written it
         result = UpgradeResult(redact(url), hpo_before, hpo_after)
         if optuna:
-            from ._optuna_mirror import upgrade_optuna_schema
+            from ._optuna_storage import upgrade_optuna_schema
 
             with exclusive(engine, "schema", _SCHEMA_LOCK_KEY):
                 with read_engine(engine).connect() as conn:
