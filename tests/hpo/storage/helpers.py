@@ -6,6 +6,7 @@ storage, and run in its transactions (the same ``BEGIN IMMEDIATE`` on SQLite, th
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import cast
 
 import sqlalchemy as sa
@@ -14,7 +15,17 @@ from hpo.storage import Storage, TrialRow, decode_space
 from hpo.storage._models import Stage, StageState, Trial
 from hpo.storage._rows import intermediate_from_json, row_from
 
-__all__ = ["claim", "intermediate_values", "set_stage_space", "trial"]
+__all__ = ["claim", "delete_optuna_trials", "intermediate_values", "set_stage_space", "trial"]
+
+_OPTUNA_TRIAL_TABLES = (
+    "trial_params",
+    "trial_values",
+    "trial_intermediate_values",
+    "trial_user_attributes",
+    "trial_system_attributes",
+    "trial_heartbeats",
+    "trials",  # last: the others refer to it
+)
 
 _G = cast(sa.Table, Stage.__table__)
 _T = cast(sa.Table, Trial.__table__)
@@ -65,3 +76,13 @@ def set_stage_space(storage: Storage, study_id: int, index: int, space_json: str
             .values(space=space_json)
         )
         return result.rowcount == 1
+
+
+def delete_optuna_trials(storage: Storage, optuna_trial_ids: Iterable[int]) -> None:
+    """Break the Optuna view as a user with SQL could: delete these Optuna trials and their rows,
+    leaving hpo's record of them (``optuna_trial_id``) as it is."""
+    ids = [int(i) for i in optuna_trial_ids]
+    with storage.engine.begin() as conn:
+        for table in _OPTUNA_TRIAL_TABLES:
+            delete = sa.text(f"DELETE FROM {table} WHERE trial_id IN :ids")
+            conn.execute(delete.bindparams(sa.bindparam("ids", expanding=True)), {"ids": ids})

@@ -166,6 +166,21 @@ def test_deleted_optuna_study_is_recreated_by_sync(storage: Storage, make_study:
     assert_optuna_view_agrees(storage, study)
 
 
+def test_deleted_optuna_trials_are_written_again_by_sync(storage: Storage, make_study: MakeStudy) -> None:
+    study = make_study(5)
+    _run(storage, study, 0)
+    lost = [t.optuna_trial_id for t in storage.trials(study.id)[-3:]]  # the last: Optuna counts numbers
+    assert None not in lost
+    helpers.delete_optuna_trials(storage, [i for i in lost if i is not None])
+    assert len(optuna.load_study(study_name=study.name, storage=storage.url).trials) == 2
+    assert storage.mirror(study.id) == 0  # an ordinary mirror trusts hpo's record ...
+    assert storage.sync(study.id) == 3  # ... the repair checks it against Optuna's rows
+    assert storage.sync(study.id) == 0
+    assert_optuna_view_agrees(storage, study)
+    numbers = [ft.number for ft in optuna.load_study(study_name=study.name, storage=storage.url).trials]
+    assert sorted(numbers) == list(range(5))
+
+
 def test_mirrors_and_syncs_racing_finishes_write_each_trial_once(
     storage: Storage, make_study: MakeStudy
 ) -> None:
