@@ -71,8 +71,9 @@ def _decode(decode: Callable[[Any], Any]) -> dict[str, Any]:
     return {"decode": decode}
 
 
-_FIELDS: dict[type[Any], tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
-"""Per row class, its fields and their decoders, read once: row_from runs for every row read."""
+_COLUMNS: dict[tuple[type[Any], str], tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
+"""Per row class and label prefix, its columns in field order and their decoders, worked out once:
+row_from runs for every row read (a claim's, a listing's thousands)."""
 
 
 def row_from(cls: type[R], m: Mapping[Any, Any], prefix: str = "") -> R:
@@ -84,14 +85,11 @@ def row_from(cls: type[R], m: Mapping[Any, Any], prefix: str = "") -> R:
         m: A result row's mapping (other columns it holds are ignored).
         prefix: The columns' label prefix, when a statement returns another table's columns too.
     """
-    decoders = _FIELDS.get(cls)
-    if decoders is None:
-        decoders = _FIELDS[cls] = tuple((f.name, f.metadata.get("decode")) for f in fields(cls))  # type: ignore[arg-type]
-    values = {}
-    for name, decode in decoders:
-        value = m[prefix + name]
-        values[name] = value if decode is None else decode(value)
-    return cls(**values)
+    columns = _COLUMNS.get((cls, prefix))
+    if columns is None:
+        found = fields(cls)  # type: ignore[arg-type]
+        columns = _COLUMNS[cls, prefix] = tuple((prefix + f.name, f.metadata.get("decode")) for f in found)
+    return cls(*[m[c] if decode is None else decode(m[c]) for c, decode in columns])
 
 
 @dataclass(frozen=True, slots=True)
