@@ -1,8 +1,10 @@
-"""Plain frozen rows returned by :class:`~hpo.storage.Storage`, and the draft of a new stage.
+"""Plain frozen rows returned by :class:`~hpo.storage.Storage`, and the values it is given: the
+draft of a new stage, and a trial's outcome.
 
-Callers never hold ORM objects or sessions: every read returns these detached values. JSON columns
-come back in the form they were given: ``spec`` and ``space`` as the JSON text the caller passed,
-``params``, ``curves``, ``intermediate`` and ``test_result`` as Python values.
+Callers never hold ORM objects or sessions: every read returns these detached values, made by one
+mapper (:func:`row_from`) from the row classes' fields. JSON columns come back in the form they
+were given: ``spec`` and ``space`` as the JSON text the caller passed, ``params``, ``curves``,
+``intermediate`` and ``test_result`` as Python values (the fields that say how to decode them).
 """
 
 from __future__ import annotations
