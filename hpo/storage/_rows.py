@@ -73,6 +73,12 @@ def _decode(decode: Callable[[Any], Any]) -> dict[str, Any]:
     return {"decode": decode}
 
 
+def _stored(encode: Callable[[Any], Any] | None = None, *, keep_when_none: bool = False) -> dict[str, Any]:
+    """The metadata of an outcome field: how its column is written, and whether ``None`` keeps
+    what is stored (curves and intermediate values a heartbeat already wrote)."""
+    return {"encode": encode, "keep_when_none": keep_when_none}
+
+
 _COLUMNS: dict[tuple[type[Any], str], tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
 """Per row class and label prefix, its columns in field order and their decoders, worked out once:
 row_from runs for every row read (a claim's, a listing's thousands)."""
@@ -227,11 +233,18 @@ class TrialOutcome:
             ``FAIL`` outcome without a reason.
     """
 
-    state: TrialState | str
+    # Every field is the ``hpo_trials`` column of the same name, written by ``finish`` as the
+    # field's metadata says (:func:`_stored`): a new per-trial result is one field here (and its
+    # column), with no change to the statement that writes it.
+    state: TrialState | str = field(metadata=_stored(lambda s: TrialState(s).value))
     value: float | None = None
     reason: str | None = None
-    curves: list[Any] | None = None
-    intermediate: Mapping[int, float] | None = None
+    curves: list[Any] | None = field(
+        default=None, metadata=_stored(lambda c: None if c is None else dumps(c), keep_when_none=True)
+    )
+    intermediate: Mapping[int, float] | None = field(
+        default=None, metadata=_stored(intermediate_to_json, keep_when_none=True)
+    )
 
     def __post_init__(self) -> None:
         final = TrialState(self.state)
@@ -247,6 +260,20 @@ class TrialOutcome:
             object.__setattr__(self, "value", None)
         elif self.value is not None:
             object.__setattr__(self, "value", float(self.value))
+
+    def columns(self) -> dict[str, Any]:
+        """Column name -> the value ``finish`` writes (encoded as the field's metadata says)."""
+        out = {}
+        for f in fields(self):
+            encode = f.metadata.get("encode")
+            value = getattr(self, f.name)
+            out[f.name] = value if encode is None else encode(value)
+        return out
+
+    @staticmethod
+    def kept_when_none() -> frozenset[str]:
+        """Columns a ``None`` leaves as the last heartbeat stored them."""
+        return frozenset(f.name for f in fields(TrialOutcome) if f.metadata.get("keep_when_none"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ the statement (:func:`hpo.storage._clock.db_now`): hosts whose clocks disagree j
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
@@ -81,11 +82,11 @@ def _claim_statement(postgresql: bool, by_queue: bool) -> Any:
 def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
     """:meth:`TrialStates.finish`'s statement, built once.
 
-    Binds ``trial_id``, ``held_worker`` (and ``held_attempt``), ``final_state``, ``final_value``,
-    ``final_reason``, ``final_curves`` and ``final_intermediate`` (``None`` keeps
-    what the last heartbeat stored). On PostgreSQL its ``RETURNING`` also takes the per-study
-    lock that serialises finishes (:data:`FINISH_LOCK_CLASS`): it runs after the row's update, and
-    the progress read that follows starts its snapshot once the lock is held.
+    Binds ``trial_id``, ``held_worker`` (and ``held_attempt``) and ``final_<column>`` for every
+    field of :class:`TrialOutcome` (its column of the same name; ``None`` keeps what the last
+    heartbeat stored where the field says so). On PostgreSQL its ``RETURNING`` also takes the
+    per-study lock that serialises finishes (:data:`FINISH_LOCK_CLASS`): it runs after the row's
+    update, and the progress read that follows starts its snapshot once the lock is held.
     """
     held = [
         T.c.id == sa.bindparam("trial_id"),
@@ -94,21 +95,12 @@ def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
     ]
     if with_attempt:
         held.append(T.c.attempts == sa.bindparam("held_attempt", type_=T.c.attempts.type))
-    stmt = (
-        sa.update(T)
-        .where(*held)
-        .values(
-            state=sa.bindparam("final_state", type_=T.c.state.type),
-            value=sa.bindparam("final_value", type_=T.c.value.type),
-            reason=sa.bindparam("final_reason", type_=T.c.reason.type),
-            finished_at=db_now(),
-            lease_expires_at=None,
-            curves=sa.func.coalesce(sa.bindparam("final_curves", type_=T.c.curves.type), T.c.curves),
-            intermediate=sa.func.coalesce(
-                sa.bindparam("final_intermediate", type_=T.c.intermediate.type), T.c.intermediate
-            ),
-        )
-    )
+    final: dict[str, Any] = {}
+    for f in dataclasses.fields(TrialOutcome):
+        column = T.c[f.name]
+        bound = sa.bindparam(f"final_{f.name}", type_=column.type)
+        final[f.name] = sa.func.coalesce(bound, column) if f.name in TrialOutcome.kept_when_none() else bound
+    stmt = sa.update(T).where(*held).values(**final, finished_at=db_now(), lease_expires_at=None)
     lock = [advisory_lock_expr(T.c.study_id, FINISH_LOCK_CLASS)] if postgresql else []
     return stmt.returning(T.c.study_id, *lock)
 
@@ -272,15 +264,8 @@ class TrialStates(Queries):
             The study's progress once this result is recorded, or ``None`` if this call recorded
             nothing.
         """
-        params = {
-            "trial_id": trial_id,
-            "held_worker": worker,
-            "final_state": TrialState(outcome.state).value,
-            "final_value": outcome.value,
-            "final_reason": outcome.reason,
-            "final_curves": None if outcome.curves is None else dumps(outcome.curves),
-            "final_intermediate": intermediate_to_json(outcome.intermediate),
-        }
+        params: dict[str, Any] = {"trial_id": trial_id, "held_worker": worker}
+        params |= {f"final_{column}": value for column, value in outcome.columns().items()}
         if attempt is not None:
             params["held_attempt"] = attempt
         with self._write() as conn:

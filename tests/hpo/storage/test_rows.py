@@ -46,3 +46,16 @@ def test_a_trial_outcome_is_checked_and_normalised_when_made() -> None:
             TrialOutcome(state, value, reason)
     with pytest.raises(ValueError, match="final state"):
         TrialOutcome("RUNNING", 1.0)
+
+
+def test_every_outcome_field_is_a_trial_column_and_is_written_encoded() -> None:
+    # finish writes each outcome field to the column of its name: a new per-trial result is a field
+    # and a column, and this test fails if one has no column.
+    assert {f.name for f in dataclasses.fields(TrialOutcome)} <= {c.name for c in Trial.__table__.columns}
+    written = TrialOutcome("COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}).columns()
+    assert written == {
+        "state": "COMPLETE", "value": 0.5, "reason": None, "curves": '[{"epoch":1}]',
+        "intermediate": '{"2":0.5,"1":0.25}',
+    }  # fmt: skip
+    assert TrialOutcome.kept_when_none() == {"curves", "intermediate"}
+    assert TrialOutcome("FAIL", reason="x").columns()["curves"] is None  # keeps the heartbeat's
