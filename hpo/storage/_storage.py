@@ -25,7 +25,7 @@ from ._engine import _check_url, dispose_engine, redact
 from ._engine import dispose_engines as _dispose_hpo_engines
 from ._errors import StorageError
 from ._lifecycle import Lifecycle
-from ._migrate import HEAD_REVISION, UpgradeResult, current_revision
+from ._migrate import UpgradeResult, current_revision, expected_revision
 from ._migrate import upgrade as _upgrade
 
 __all__ = ["DEFAULT_MAX_ATTEMPTS", "Storage", "dispose_engines"]
@@ -76,8 +76,8 @@ class Storage(Lifecycle):
             StorageError: hpo's tables are missing or not at the newest revision, or Optuna's tables
                 are missing.
         """
-        head = HEAD_REVISION
         with self._errors():
+            head = expected_revision()
             revision = current_revision(self.url)
             has_optuna = sa.inspect(self.engine).has_table("studies")
         if revision != head:

@@ -11,13 +11,13 @@ import optuna
 import pytest
 
 from hpo.storage import Storage, TrialOutcome
-from hpo.storage._migrate import HEAD_REVISION, OPTUNA_VERSION_TABLE, alembic_config
+from hpo.storage._migrate import OPTUNA_VERSION_TABLE, alembic_config, expected_revision
 from tests.cli import ROOT, run_hpo
 from tests.hpo.storage import helpers
 from tests.hpo.storage.conftest import draft
 
 SECRET = "s3cr3t-pw"
-HEAD = HEAD_REVISION
+HEAD = expected_revision()
 
 
 def _optuna_version(db: Path) -> str:
