@@ -224,7 +224,9 @@ def overhead(broker: str, db: str, trials: int) -> dict[str, Any]:
     try:
         with _worker(broker, db, 1):
             t0 = time.perf_counter()
-            study, _ = submit_study(storage, spec)
+            # Bound to the worker's queue, as `hpo submit --broker` binds it (a worker runs only
+            # trials of studies bound to the queues it consumes).
+            study, _ = submit_study(storage, spec, queue=executor.queue)
             t1 = time.perf_counter()
             dispatch_trials(storage, executor, [t.id for t in storage.trials(study.id, states=("PENDING",))])
             t2 = time.perf_counter()
