@@ -267,6 +267,8 @@ def overhead(broker: str, db: str, trials: int) -> dict[str, Any]:
 def _book_copy(tmp: Path, tag: str) -> tuple[Path, str]:
     spec = yaml.safe_load(BOOK.read_text())
     spec["name"] = f"bench-queue-book-{tag}-{uuid.uuid4().hex[:8]}"
+    # The copy lives elsewhere, and a relative dataset.path is read from the study file's folder.
+    spec["dataset"]["path"] = str((BOOK.parent / spec["dataset"]["path"]).resolve())
     path = tmp / f"{spec['name']}.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path, spec["name"]

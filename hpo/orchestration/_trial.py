@@ -71,6 +71,7 @@ def run_trial(
             stage), after they are committed; a remote executor dispatches them.
         study: The trial's study, if the caller has it (read from storage otherwise).
     """
+    # Long for its contract (a third is the docstring): one trial's whole life, read top to bottom.
     spec = study_spec(study or storage.get_study_by_id(trial.study_id))
     start = time.perf_counter()
     epochs = _Epochs(spec, should_stop)
