@@ -1,29 +1,36 @@
 """Checkpoints: a network, its optimizer and a trainer's position, as bytes that never unpickle.
 
 The bytes are a standard ``.npz`` archive (readable with ``np.load(..., allow_pickle=False)``):
-one ``header`` member, the UTF-8 bytes of a JSON object as a ``uint8`` array, and one member per
-array, all stored uncompressed::
+one ``header`` member, the UTF-8 bytes of a JSON object as a ``uint8`` array, and a few flat
+arrays, all stored uncompressed::
 
-    header                  {"format": "hpo-engine-checkpoint", "format_version": 1, ...}
-    net.W1, net.b1, ...     the network's parameters and batch-norm running statistics
-    opt.weights.0, ...      the optimizer's state arrays, by parameter name and slot
-    trainer.next_order      the next epoch's shuffled order, when it was already drawn
+    header               {"format": "hpo-engine-checkpoint", "format_version": 1, ...}
+    net.weights          W1, W2, ... end to end (the network's own flat buffer of weights)
+    net.others           b1, gamma1, beta1, b2, ... (its flat buffer of the other parameters)
+    net.running          running_mean1, running_var1, ... (with batch normalization only)
+    opt.weights.0, ...   the optimizer's state arrays, by parameter name and slot
+    trainer.next_order   the next epoch's shuffled order, when it was already drawn
 
-The header names the format version, the engine and NumPy versions that wrote it, the
-architecture (enough to rebuild the network), the dropout generator's state, the optimizer's kind,
-hyperparameters and counters, and the trainer's position: the epoch reached, the steps and
+The header's ``layout`` names the arrays each ``net.*`` member holds, in order, with their
+shapes; it also holds the format version, the engine and NumPy versions that wrote it, the
+architecture (enough to rebuild the network), the dropout generator's state, the optimizer's
+kind, hyperparameters and counters, and the trainer's position: the epoch reached, the steps and
 seconds so far, every :class:`~engine.EpochRecord`, the shuffling generator's state and the
-trainer's settings. Reading checks every member's shape and dtype against the header before it
-reads the member's data, so a foreign archive costs no more memory than its own length.
+trainer's settings. Few members keep writing and reading cheap (a member costs tens of
+microseconds whatever its size). Reading checks every member's shape and dtype against the header
+before it reads the member's data, so a foreign archive costs no more memory than its own length.
 
 Writing the same checkpoint twice gives the same bytes (members carry a fixed timestamp).
 """
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import math
+import re
+import struct
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -317,7 +324,17 @@ class Checkpoint:
             "optimizer": None,
             "trainer": None,
         }
-        members: dict[str, NDArray[Any]] = {f"net.{k}": v for k, v in self.arrays.items()}
+        dtype = np.dtype(self.network["dtype"])
+        shapes, _ = state_shapes(_sizes(self.network), batchnorm=bool(self.network["batchnorm"]))
+        _check_arrays(self.arrays, shapes, dtype, "network state")
+        layout = _layout(shapes)
+        header["layout"] = {
+            group: [[name, list(shape)] for name, shape in entries] for group, entries in layout.items()
+        }
+        members: dict[str, NDArray[Any]] = {
+            f"net.{group}": np.concatenate([self.arrays[name].ravel() for name, _ in entries])
+            for group, entries in layout.items()
+        }
         if self.optimizer is not None:
             header["optimizer"] = self.optimizer.header()
             for name, arrays in self.optimizer.slots.items():
@@ -397,6 +414,21 @@ def _check_arrays(
         a = arrays[name]
         if a.shape != shape or a.dtype != dtype:
             raise CheckpointError(f"{what} {name} is {a.dtype}{list(a.shape)}, expected {dtype}{list(shape)}")
+
+
+def _sizes(network: Mapping[str, Any]) -> list[int]:
+    return [network["input_size"], *network["hidden_sizes"], network["output_size"]]
+
+
+def _layout(shapes: Mapping[str, tuple[int, ...]]) -> dict[str, list[tuple[str, tuple[int, ...]]]]:
+    """The network's arrays by the flat member that stores them: ``weights`` (``W1``, ``W2``, ...),
+    ``others`` (biases and batch-norm scales and shifts) and ``running`` (running statistics),
+    each in the order of :func:`~engine.state_shapes` (that of the network's flat buffers)."""
+    groups: dict[str, list[tuple[str, tuple[int, ...]]]] = {"weights": [], "others": [], "running": []}
+    for name, shape in shapes.items():
+        group = "weights" if name.startswith("W") else "running" if name.startswith("running_") else "others"
+        groups[group].append((name, shape))
+    return {group: entries for group, entries in groups.items() if entries}
 
 
 def _optimizer_kind(optimizer: Optimizer) -> str:
@@ -559,6 +591,7 @@ _TOP_FIELDS = (
     "engine_version",
     "numpy_version",
     "network",
+    "layout",
     "dropout_rng",
     "optimizer",
     "trainer",
@@ -599,8 +632,15 @@ def _read_checkpoint(zf: zipfile.ZipFile) -> Checkpoint:
         )
     head.only(_TOP_FIELDS)
     network, dtype, shapes, param_shapes = _read_architecture(cast("_Header", head.sub("network")))
-    expected: dict[str, tuple[np.dtype[Any] | None, tuple[int, ...]]] = {
-        f"net.{k}": (dtype, shape) for k, shape in shapes.items()
+    layout = _layout(shapes)
+    stated = head.get("layout", dict)
+    if stated != {
+        group: [[name, list(shape)] for name, shape in entries] for group, entries in layout.items()
+    }:
+        raise CheckpointError("checkpoint header: the layout does not match the network's architecture")
+    expected: dict[str, tuple[np.dtype[Any], tuple[int, ...]]] = {
+        f"net.{group}": (dtype, (sum(math.prod(shape) for _, shape in entries),))
+        for group, entries in layout.items()
     }
     opt_head, trainer_head = head.sub("optimizer", optional=True), head.sub("trainer", optional=True)
     opt_params: list[str] = []
@@ -608,7 +648,7 @@ def _read_checkpoint(zf: zipfile.ZipFile) -> Checkpoint:
         opt_params = _expect_optimizer(opt_head, param_shapes, dtype, expected)
     if trainer_head is not None and trainer_head.get("next_order", bool):
         n_train = cast("_Header", trainer_head.sub("settings")).count("n_train", 1)
-        expected["trainer.next_order"] = (None, (n_train,))
+        expected["trainer.next_order"] = (_index_dtype(n_train), (n_train,))
 
     members = {n.removesuffix(".npy") for n in names}
     if len(members) != len(names) or not all(n.endswith(".npy") for n in names):
@@ -618,7 +658,17 @@ def _read_checkpoint(zf: zipfile.ZipFile) -> Checkpoint:
         raise CheckpointError(
             f"checkpoint members do not match its header: missing {missing}, unexpected {extra}"
         )
-    arrays = {name: _read_member(zf, name, dt, shape) for name, (dt, shape) in expected.items()}
+    arrays = {
+        name: _read_member(zf, name, dt, shape, any_integer=name == "trainer.next_order")
+        for name, (dt, shape) in expected.items()
+    }
+    state: dict[str, Array] = {}
+    for group, entries in layout.items():
+        flat, offset = arrays[f"net.{group}"], 0
+        for name, shape in entries:
+            size = math.prod(shape)
+            state[name] = flat[offset : offset + size].reshape(shape)
+            offset += size
 
     optimizer = None
     if opt_head is not None:
@@ -635,7 +685,7 @@ def _read_checkpoint(zf: zipfile.ZipFile) -> Checkpoint:
         trainer = _read_position(trainer_head, arrays.get("trainer.next_order"))
     return Checkpoint(
         network=network,
-        arrays={k: arrays[f"net.{k}"] for k in shapes},
+        arrays=state,
         dropout_rng=_read_rng(head, "dropout_rng"),
         optimizer=optimizer,
         trainer=trainer,
@@ -651,7 +701,7 @@ def _read_architecture(
     hidden = network["hidden_sizes"]
     if not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
         raise CheckpointError(f"checkpoint header: network.hidden_sizes must be integers, got {hidden!r}")
-    sizes = [network["input_size"], *hidden, network["output_size"]]
+    sizes = _sizes(network)
     if min(sizes) < 1:
         raise CheckpointError(f"checkpoint header: layer sizes must be positive, got {sizes}")
     try:
@@ -670,7 +720,7 @@ def _expect_optimizer(
     head: _Header,
     param_shapes: Mapping[str, tuple[int, ...]],
     dtype: np.dtype[Any],
-    expected: dict[str, tuple[np.dtype[Any] | None, tuple[int, ...]]],
+    expected: dict[str, tuple[np.dtype[Any], tuple[int, ...]]],
 ) -> list[str]:
     """Check the optimizer's header and add its members to ``expected``; returns its parameters."""
     head.only(["kind", "hyperparameters", "counters", "parameters"])
@@ -742,10 +792,15 @@ def _read_rng(head: _Header, key: str) -> dict[str, Any]:
 
 
 def _read_member(
-    zf: zipfile.ZipFile, name: str, dtype: np.dtype[Any] | None, shape: tuple[int, ...] | None
+    zf: zipfile.ZipFile,
+    name: str,
+    dtype: np.dtype[Any],
+    shape: tuple[int, ...] | None,
+    *,
+    any_integer: bool = False,
 ) -> NDArray[Any]:
-    """One ``.npy`` member, checked against ``dtype`` (None: any integer type) and ``shape``
-    (None: any 1-D shape) from its header before its data is read.
+    """One ``.npy`` member, checked against ``dtype`` (or any integer type with ``any_integer``)
+    and ``shape`` (None: any 1-D shape) from its header, before its data is read.
 
     Members must be stored uncompressed, as :meth:`Checkpoint.to_bytes` writes them: reading
     then never allocates more than the archive's own length.
@@ -754,17 +809,11 @@ def _read_member(
     if info.compress_type != zipfile.ZIP_STORED:
         raise CheckpointError(f"checkpoint member {name} is compressed; engine checkpoints are stored")
     with zf.open(info) as f:
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            found_shape, fortran, found = np.lib.format.read_array_header_1_0(f)
-        elif version == (2, 0):
-            found_shape, fortran, found = np.lib.format.read_array_header_2_0(f)
-        else:
-            raise CheckpointError(f"checkpoint member {name}: unsupported .npy version {version}")
-        ok_dtype = found.kind in "iu" and found.itemsize <= 8 if dtype is None else found == dtype
-        ok_shape = len(found_shape) == 1 if shape is None else tuple(found_shape) == shape
+        found_shape, fortran, found = _read_npy_header(f, name, dtype, shape)
+        ok_dtype = found == dtype or (any_integer and found.kind in "iu" and found.itemsize <= 8)
+        ok_shape = len(found_shape) == 1 if shape is None else found_shape == shape
         if found.hasobject or not ok_dtype or not ok_shape:
-            want = "an integer array" if dtype is None else f"{dtype}{list(shape or ())}"
+            want = f"{'an integer array' if any_integer else dtype}{list(shape or ())}"
             raise CheckpointError(f"checkpoint member {name} is {found}{list(found_shape)}, expected {want}")
         nbytes = found.itemsize * math.prod(found_shape)
         if nbytes > info.file_size:
@@ -772,4 +821,43 @@ def _read_member(
         buf = f.read(nbytes)
         if len(buf) != nbytes or f.read(1):
             raise CheckpointError(f"checkpoint member {name} is truncated or has trailing bytes")
-    return np.frombuffer(buf, dtype=found).reshape(tuple(found_shape), order="F" if fortran else "C")
+    return np.frombuffer(buf, dtype=found).reshape(found_shape, order="F" if fortran else "C")
+
+
+def _read_npy_header(
+    f: Any, name: str, dtype: np.dtype[Any], shape: tuple[int, ...] | None
+) -> tuple[tuple[int, ...], bool, np.dtype[Any]]:
+    """Shape, Fortran order and dtype from the ``.npy`` header at the start of ``f``.
+
+    The header is a Python dict literal; the one :func:`numpy.save` writes for the expected
+    dtype and shape is recognized as text, anything else is parsed with :func:`ast.literal_eval`
+    (literals only, never code), which costs ten times more.
+    """
+    magic = f.read(8)
+    if len(magic) != 8 or magic[:6] != b"\x93NUMPY" or magic[6] not in (1, 2, 3):
+        raise CheckpointError(f"checkpoint member {name} is not a .npy array")
+    size_format = "<H" if magic[6] == 1 else "<I"
+    size_bytes = f.read(struct.calcsize(size_format))
+    if len(size_bytes) != struct.calcsize(size_format):
+        raise CheckpointError(f"checkpoint member {name} is truncated")
+    (length,) = struct.unpack(size_format, size_bytes)
+    if length > 1 << 16:
+        raise CheckpointError(f"checkpoint member {name} has an oversized .npy header")
+    text = f.read(length).decode("utf-8" if magic[6] == 3 else "latin1", errors="replace")
+    text = text.rstrip()
+    prefix = f"{{'descr': {dtype.str!r}, 'fortran_order': False, 'shape': "
+    if shape is not None and text == f"{prefix}{shape!r}, }}":
+        return shape, False, dtype
+    vector = re.fullmatch(rf"{re.escape(prefix)}\((\d+),\), \}}", text) if shape is None else None
+    if vector is not None:  # a 1-D array of any length (the header member)
+        return (int(vector.group(1)),), False, dtype
+    try:
+        header = ast.literal_eval(text)
+        found_shape = tuple(int(n) for n in header["shape"])
+        fortran = header["fortran_order"]
+        found = np.lib.format.descr_to_dtype(header["descr"])
+    except (ValueError, TypeError, KeyError, SyntaxError, MemoryError, RecursionError) as exc:
+        raise CheckpointError(f"checkpoint member {name} has an invalid .npy header: {exc}") from None
+    if not isinstance(fortran, bool) or min(found_shape, default=0) < 0:
+        raise CheckpointError(f"checkpoint member {name} has an invalid .npy header")
+    return found_shape, fortran, found

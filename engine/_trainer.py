@@ -189,8 +189,8 @@ class Trainer:
         checkpoint.check_network(self.net)
         checkpoint.check_optimizer(self.optimizer, self.net)
         position.check_fits(self._settings())
-        checkpoint.restore_network(self.net)
-        checkpoint.restore_optimizer(self.optimizer, self.net)
+        checkpoint._apply_network(self.net)  # all checked above: nothing changes unless all fits
+        checkpoint._apply_optimizer(self.optimizer, self.net)
         self.rng = load_rng_state(self.rng, position.shuffle_rng)
         self._resume = position
 

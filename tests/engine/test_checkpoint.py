@@ -325,7 +325,21 @@ def test_the_bytes_are_a_plain_npz_and_stable(digits) -> None:  # type: ignore[n
         steps = 2 * -(-trainer.x_train.shape[0] // 50)
         assert header["optimizer"]["kind"] == "adam" and header["optimizer"]["counters"] == {"t": steps}
         assert header["trainer"]["epoch"] == 2 and len(header["trainer"]["history"]) == 2
-        np.testing.assert_array_equal(npz["net.W1"], trainer.net.params[0].data)
+        w1 = trainer.net.params[0].data
+        assert header["layout"]["weights"][0] == ["W1", list(w1.shape)]
+        assert [name for name, _ in header["layout"]["others"]] == [
+            "b1",
+            "gamma1",
+            "beta1",
+            "b2",
+            "gamma2",
+            "beta2",
+            "b3",
+        ]
+        np.testing.assert_array_equal(npz["net.weights"], trainer.net.flat_params[0].data)
+        np.testing.assert_array_equal(npz["net.others"], trainer.net.flat_params[1].data)
+        np.testing.assert_array_equal(npz["net.weights"][: w1.size].reshape(w1.shape), w1)
+        assert npz["net.running"].size == 2 * (24 + 16)  # a mean and a variance per unit
         assert {"opt.weights.0", "opt.weights.1", "opt.others.0", "opt.others.1"} <= set(npz.files)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert {i.compress_type for i in zf.infolist()} == {zipfile.ZIP_STORED}
@@ -384,7 +398,7 @@ def _object_array() -> np.ndarray[Any, Any]:
     "edit",
     [
         lambda header, members: members.update(extra=_object_array()),
-        lambda header, members: members.update({"net.W1": _object_array()}),
+        lambda header, members: members.update({"net.weights": _object_array()}),
         lambda header, members: members.update({"trainer.next_order": _object_array()}),
     ],
     ids=["extra member", "parameter", "order"],
@@ -439,10 +453,12 @@ def _del(key: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
     ("edit", "savez", "message"),
     [
         (lambda h, m: None, np.savez_compressed, "compressed"),
-        (_del("net.W1"), np.savez, "missing"),
+        (_del("net.weights"), np.savez, "missing"),
         (lambda h, m: m.update(extra=np.zeros(2)), np.savez, "unexpected"),
-        (lambda h, m: m.update({"net.W1": m["net.W1"][:-1]}), np.savez, "net.W1"),
-        (lambda h, m: m.update({"net.W1": m["net.W1"].astype(np.float64)}), np.savez, "net.W1"),
+        (lambda h, m: m.update({"net.weights": m["net.weights"][:-1]}), np.savez, "net.weights"),
+        (lambda h, m: m.update({"net.others": m["net.others"].astype(np.float64)}), np.savez, "net.others"),
+        (lambda h, m: m.update({"net.running": m["net.running"].reshape(2, -1)}), np.savez, "net.running"),
+        (lambda h, m: h["layout"]["weights"].reverse(), np.savez, "layout"),
         (lambda h, m: m.update({"trainer.next_order": m["trainer.next_order"] * 0}), np.savez, "permutation"),
         (
             lambda h, m: m.update({"trainer.next_order": m["trainer.next_order"].astype(float)}),
@@ -451,7 +467,7 @@ def _del(key: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
         ),
         (lambda h, m: h.update(format="something else"), np.savez, "format"),
         (lambda h, m: h.update(surprise=1), np.savez, "fields"),
-        (lambda h, m: h["network"].update(hidden_sizes=[24, 17]), np.savez, "net.W2"),
+        (lambda h, m: h["network"].update(hidden_sizes=[24, 17]), np.savez, "layout"),
         (lambda h, m: h["network"].update(hidden_sizes=[24, "16"]), np.savez, "hidden_sizes"),
         (lambda h, m: h["network"].update(dtype="int32"), np.savez, "dtype"),
         (lambda h, m: h["network"].update(dtype="nonsense"), np.savez, "dtype"),
