@@ -370,7 +370,20 @@ class Checkpoint:
                 return _read_checkpoint(zf)
         except CheckpointError:
             raise
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, KeyError) as exc:
+        # What zipfile, struct, json and NumPy raise on foreign bytes (RuntimeError: an
+        # encrypted member; RecursionError: deeply nested JSON).
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            struct.error,
+            OSError,
+            EOFError,
+            ValueError,
+            KeyError,
+            TypeError,
+            OverflowError,
+            RuntimeError,
+        ) as exc:
             raise CheckpointError(f"not an engine checkpoint: {type(exc).__name__}: {exc}") from None
 
 

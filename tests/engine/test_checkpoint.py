@@ -445,6 +445,32 @@ def test_corrupted_bytes_are_refused(saved) -> None:  # type: ignore[no-untyped-
         Checkpoint.from_bytes(corrupted)
 
 
+def test_any_flipped_byte_is_refused_or_harmless(saved) -> None:  # type: ignore[no-untyped-def]
+    """Flipping any one byte either raises CheckpointError or reads the same checkpoint back (a
+    byte zip readers ignore, such as a local header's timestamp): never another exception."""
+    positions = np.random.default_rng(0).choice(len(saved), size=300, replace=False)
+    refused = 0
+    for i in [*positions, *range(30), *range(len(saved) - 120, len(saved))]:
+        flipped = bytearray(saved)
+        flipped[i] ^= 0x5A
+        try:
+            checkpoint = Checkpoint.from_bytes(bytes(flipped))
+        except CheckpointError:
+            refused += 1
+            continue
+        assert _timeless(checkpoint.to_bytes()) == _timeless(saved), i
+    assert refused > 300
+
+
+def test_deeply_nested_json_is_refused(saved) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(CheckpointError):
+        Checkpoint.from_bytes(_rewrite(saved, lambda h, m: h.update(trainer=[[[[[[[[[[]]]]]]]]]] * 1)))
+    buf = io.BytesIO()
+    np.savez(buf, header=np.frombuffer(b"[" * 100_000 + b"]" * 100_000, dtype=np.uint8))
+    with pytest.raises(CheckpointError):
+        Checkpoint.from_bytes(buf.getvalue())
+
+
 def _del(key: str) -> Callable[[dict[str, Any], dict[str, Any]], None]:
     return lambda header, members: members.pop(key)
 
