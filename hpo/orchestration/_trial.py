@@ -14,7 +14,7 @@ from typing import Any
 import engine
 
 from ..spec import StudySpec, TrainSpec
-from ..storage import Storage, StudyRow, TrialRow, TrialState
+from ..storage import Storage, StudyRow, TrialOutcome, TrialRow, TrialState
 from ._advance import advance_study
 from ._heartbeats import heartbeats
 from ._pruning import PruneCheck
@@ -102,9 +102,8 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    progress = storage.finish(
-        trial.id, worker, state, value, reason, epochs.curves, epochs.intermediate, attempt=trial.attempts
-    )
+    outcome = TrialOutcome(state, value, reason, epochs.curves, epochs.intermediate)
+    progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
     if progress is not None and data_error:
         # The submitter may not see the workers' files (broker mode), so this is where a missing
         # or malformed dataset is found: the study stops FAILED with the reason, not COMPLETE.
