@@ -97,8 +97,10 @@ class TrialStats:
 # --------------------------------------------------------------------------------------------
 
 
-def _reexec_with_blas_environ(argv: Sequence[str] | None, coretype: str) -> None:
+def _reexec_with_blas_environ(argv: Sequence[str] | None, coretype: str, script: Path | None = None) -> None:
     """Replace this process with one whose environment pins BLAS to one thread (never returns).
+
+    The new process runs ``script`` (default: this file) with the same arguments.
 
     The child gets ``HPO_BLAS_CORETYPE=coretype`` (so :func:`hpo._blas.blas_environ` sets its
     ``OPENBLAS_CORETYPE`` as the search's workers would) and this process's ``OPENBLAS_CORETYPE``
@@ -115,9 +117,9 @@ def _reexec_with_blas_environ(argv: Sequence[str] | None, coretype: str) -> None
     env = blas_environ(threads=1, environ=parent)
     env[CHILD_VAR] = "1"
     env[INHERITED_VAR] = os.environ.get("OPENBLAS_CORETYPE", "")
-    script = str(Path(__file__).resolve())
+    path = str((script or Path(__file__)).resolve())
     args = sys.argv[1:] if argv is None else list(argv)
-    os.execve(sys.executable, [sys.executable, script, *args], env)
+    os.execve(sys.executable, [sys.executable, path, *args], env)
 
 
 def _use_repo_engine() -> None:
@@ -178,6 +180,13 @@ def _percentile(values: Sequence[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(ordered) - 1)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def _write_json(path: Path | None, results: dict[str, Any]) -> None:
+    """Write ``results`` to ``path`` as JSON, if a path was given, and say so."""
+    if path is not None:
+        path.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {path}")
 
 
 def _cpu_model() -> str:
@@ -570,9 +579,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     print()
     _print_table(results, torch is not None)
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2) + "\n")
-        print(f"wrote {args.json}")
+    _write_json(args.json, results)
     return 0
 
 

@@ -1,10 +1,11 @@
-"""NumPy neural networks for hyperparameter search: layers, networks, optimizers, a trainer
-and datasets. Depends on NumPy and the standard library only.
+"""NumPy neural networks for hyperparameter search: layers, networks, optimizers, a trainer,
+checkpoints and datasets. Depends on NumPy and the standard library only.
 """
 
 from __future__ import annotations
 
-from ._errors import ConfigError, DatasetError, EngineError
+from ._checkpoint import FORMAT_VERSION, Checkpoint, OptimizerState, TrainerPosition, load_model, save_model
+from ._errors import CheckpointError, ConfigError, DatasetError, EngineError
 from ._gradcheck import numerical_gradient, relative_error
 from ._layers import (
     Affine,
@@ -21,7 +22,15 @@ from ._layers import (
     softmax,
     sum_squared_error,
 )
-from ._net import ACTIVATIONS, LOSSES, WEIGHT_INITS, MultiLayerNet, estimate_memory, init_scale
+from ._net import (
+    ACTIVATIONS,
+    LOSSES,
+    WEIGHT_INITS,
+    MultiLayerNet,
+    estimate_memory,
+    init_scale,
+    state_shapes,
+)
 from ._optimizers import (
     OPTIMIZERS,
     SGD,
@@ -34,12 +43,15 @@ from ._optimizers import (
     make_optimizer,
 )
 from ._parameter import Parameter
-from ._trainer import EpochCallback, EpochRecord, Outcome, Trainer, TrainResult
+from ._records import EpochCallback, EpochRecord, Outcome, TrainResult
+from ._trainer import Trainer
+from ._version import __version__
 from .datasets import DATASET_KINDS, Dataset, Split, load_arrays, load_dataset, read_idx, split_arrays
 
 __all__ = [
     "ACTIVATIONS",
     "DATASET_KINDS",
+    "FORMAT_VERSION",
     "LOSSES",
     "OPTIMIZERS",
     "SGD",
@@ -48,6 +60,8 @@ __all__ = [
     "Adam",
     "Affine",
     "BatchNorm",
+    "Checkpoint",
+    "CheckpointError",
     "ConfigError",
     "Dataset",
     "DatasetError",
@@ -61,6 +75,7 @@ __all__ = [
     "MultiLayerNet",
     "Nesterov",
     "Optimizer",
+    "OptimizerState",
     "Outcome",
     "Parameter",
     "RMSprop",
@@ -72,16 +87,21 @@ __all__ = [
     "Tanh",
     "TrainResult",
     "Trainer",
+    "TrainerPosition",
+    "__version__",
     "cross_entropy_error",
     "estimate_memory",
     "init_scale",
     "load_arrays",
     "load_dataset",
+    "load_model",
     "make_optimizer",
     "numerical_gradient",
     "read_idx",
     "relative_error",
+    "save_model",
     "softmax",
     "split_arrays",
+    "state_shapes",
     "sum_squared_error",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "DatasetError", "EngineError"]
+__all__ = ["CheckpointError", "ConfigError", "DatasetError", "EngineError"]
 
 
 class EngineError(Exception):
@@ -28,3 +28,13 @@ class DatasetError(EngineError):
     def __init__(self, message: str, *, field: str = "path") -> None:
         self.field = field
         super().__init__(message)
+
+
+class CheckpointError(EngineError):
+    """Bytes are not a checkpoint this engine can read, or a checkpoint does not fit its target.
+
+    Raised for anything that is not an engine checkpoint (truncated or foreign bytes, an archive
+    holding other members or pickled objects), a format version this engine does not read, and a
+    checkpoint of another architecture, optimizer or training setup than the network, optimizer
+    or trainer it is restored into. Nothing is modified when it is raised.
+    """

@@ -159,7 +159,8 @@ class BatchNorm(Layer):
         dtype: Parameter dtype.
         momentum: Weight of the old running average in each update.
         eps: Added to the variance before the square root.
-        name: Suffix of the parameter names (``gamma1``, ``beta1``).
+        name: Suffix of the parameter names (``gamma1``, ``beta1``) and of the running statistics
+            names in a network's state (``running_mean1``, ``running_var1``).
     """
 
     def __init__(
@@ -174,6 +175,7 @@ class BatchNorm(Layer):
         self.gamma = Parameter(f"gamma{name}", np.ones(size, dtype=dtype))
         self.beta = Parameter(f"beta{name}", np.zeros(size, dtype=dtype))
         self.params = (self.gamma, self.beta)
+        self.name = name
         self.momentum = momentum
         self.eps = eps
         self.running_mean = np.zeros(size, dtype=dtype)

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
-from typing import Literal, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, cast
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from ._errors import ConfigError
+from ._errors import CheckpointError, ConfigError
 from ._layers import (
     Affine,
     BatchNorm,
@@ -21,11 +21,20 @@ from ._layers import (
     SoftmaxWithLoss,
     SquaredErrorLoss,
     Tanh,
+    softmax,
 )
 from ._optimizers import OPTIMIZERS
 from ._parameter import Parameter
 
-__all__ = ["ACTIVATIONS", "LOSSES", "WEIGHT_INITS", "MultiLayerNet", "estimate_memory", "init_scale"]
+__all__ = [
+    "ACTIVATIONS",
+    "LOSSES",
+    "WEIGHT_INITS",
+    "MultiLayerNet",
+    "estimate_memory",
+    "init_scale",
+    "state_shapes",
+]
 
 Array = NDArray[np.floating]
 Activation = Literal["relu", "sigmoid", "tanh"]
@@ -173,6 +182,15 @@ class MultiLayerNet:
 
         self.sizes = sizes
         self.weight_decay = float(weight_decay)
+        # What the architecture property reports: the constructor's arguments, as plain data.
+        self._config: dict[str, Any] = {
+            "activation": str(activation),
+            "weight_init": str(weight_init),
+            "init_std": float(init_std),
+            "batchnorm": bool(batchnorm),
+            "dropout": float(dropout),
+            "loss": str(loss),
+        }
         # Separate streams so adding dropout does not change the initial weights of a seed.
         init_rng, self.dropout_rng = _split_rng(rng)
 
@@ -201,8 +219,43 @@ class MultiLayerNet:
         return x
 
     def predict(self, x: Array) -> Array:
-        """Scores in evaluation mode (batch norm uses running statistics, no dropout)."""
+        """Scores in evaluation mode (batch norm uses running statistics, no dropout).
+
+        See :meth:`predict_proba` for probabilities and :meth:`predict_classes` for labels.
+        """
         return self.forward(x, train=False)
+
+    def predict_proba(self, x: NDArray[Any], batch_size: int = 2048) -> Array:
+        """Class probabilities in evaluation mode: the softmax of the scores.
+
+        Both losses score a softmax of the network's output, so these are the probabilities the
+        network was trained to produce.
+
+        Args:
+            x: Rows of features ``(n, input_size)``; converted to the network's dtype.
+            batch_size: Rows per forward pass (bounds the memory of large inputs).
+
+        Returns:
+            An ``(n, output_size)`` array in the network's dtype whose rows sum to 1.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        out = np.empty((x.shape[0], self.sizes[-1]), dtype=self.dtype)
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = softmax(self.forward(x[start : start + batch_size]))
+        return out
+
+    def predict_classes(self, x: NDArray[Any], batch_size: int = 2048) -> NDArray[np.intp]:
+        """The most probable class of each row (evaluation mode), as indices ``0..output_size-1``.
+
+        Args:
+            x: Rows of features ``(n, input_size)``; converted to the network's dtype.
+            batch_size: Rows per forward pass.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        out = np.empty(x.shape[0], dtype=np.intp)
+        for start in range(0, x.shape[0], batch_size):
+            out[start : start + batch_size] = self.forward(x[start : start + batch_size]).argmax(axis=1)
+        return out
 
     def decay_loss(self) -> float:
         """The L2 penalty ``lambda/2 * sum(W**2)`` over all weight matrices."""
@@ -277,19 +330,111 @@ class MultiLayerNet:
         """Fraction of rows whose highest score is the true class."""
         return self.evaluate(x, t, batch_size)[1]
 
-    def state(self) -> dict[str, Array]:
-        """A copy of every parameter and running statistic, by name (for saving a model)."""
-        out = {p.name: p.data.copy() for p in self.params}
-        for i, layer in enumerate(self.layers):
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The constructor's arguments but ``rng``, as JSON-ready data.
+
+        ``MultiLayerNet(**net.architecture)`` builds a network of the same architecture (with
+        other initial weights); checkpoints record it to rebuild the network they were taken of.
+        """
+        return {
+            "input_size": self.sizes[0],
+            "hidden_sizes": self.sizes[1:-1],
+            "output_size": self.sizes[-1],
+            **self._config,
+            "weight_decay": self.weight_decay,
+            "dtype": self.dtype.name,
+        }
+
+    def _state_arrays(self) -> dict[str, Array]:
+        """The network's own arrays behind :meth:`state`, by the names it gives them."""
+        out = {p.name: p.data for p in self.params}
+        for layer in self.layers:
             if isinstance(layer, BatchNorm):
-                out[f"running_mean{i}"] = layer.running_mean.copy()
-                out[f"running_var{i}"] = layer.running_var.copy()
+                out[f"running_mean{layer.name}"] = layer.running_mean
+                out[f"running_var{layer.name}"] = layer.running_var
         return out
+
+    def state(self) -> dict[str, Array]:
+        """A copy of every parameter and running statistic, by name (for saving a model).
+
+        Names are those of the parameters (``W1``, ``b1``, ``gamma1``, ``beta1``, ...) and of the
+        batch-norm running statistics (``running_mean1``, ``running_var1``, ...); the shapes
+        follow from the architecture alone (see :func:`state_shapes`).
+        """
+        return {name: a.copy() for name, a in self._state_arrays().items()}
+
+    def load_state(self, state: Mapping[str, NDArray[Any]]) -> None:
+        """Overwrite every parameter and running statistic with the arrays of ``state``.
+
+        The inverse of :meth:`state`. The arrays are copied in place, so the flat parameter
+        buffers and an optimizer's references to them stay valid.
+
+        Args:
+            state: One array per name of :meth:`state`, of the same shape and dtype.
+
+        Raises:
+            CheckpointError: A name is missing or extra, or an array has another shape or dtype;
+                the network is then unchanged.
+        """
+        targets = self._state_arrays()
+        missing, extra = sorted(targets.keys() - state.keys()), sorted(state.keys() - targets.keys())
+        if missing or extra:
+            raise CheckpointError(f"network state does not fit: missing {missing}, unexpected {extra}")
+        for name, target in targets.items():
+            value = state[name]
+            if value.shape != target.shape or value.dtype != target.dtype:
+                raise CheckpointError(
+                    f"network state {name} is {value.dtype}{list(value.shape)}, "
+                    f"expected {target.dtype}{list(target.shape)}"
+                )
+        for name, target in targets.items():
+            target[...] = state[name]
+
+    def set_dropout_rng(self, rng: np.random.Generator) -> None:
+        """Draw the dropout masks from ``rng`` from now on (every dropout layer shares it)."""
+        self.dropout_rng = rng
+        for layer in self.layers:
+            if isinstance(layer, Dropout):
+                layer.rng = rng
+
+    def named_parameters(self) -> dict[str, Parameter]:
+        """Every parameter an optimizer may step, by name: the layers' (``W1``, ``b1``, ...) and the
+        two flat ones that alias them (``weights``, ``others``, see :attr:`flat_params`)."""
+        return {p.name: p for p in (*self.flat_params, *self.params)}
 
     @property
     def num_params(self) -> int:
         """Number of trainable scalars."""
         return sum(p.data.size for p in self.params)
+
+
+def state_shapes(
+    sizes: Sequence[int], *, batchnorm: bool
+) -> tuple[dict[str, tuple[int, ...]], dict[str, tuple[int, ...]]]:
+    """The shapes a network of layer ``sizes`` has, without building it.
+
+    Args:
+        sizes: ``[input_size, *hidden_sizes, output_size]``.
+        batchnorm: Whether hidden layers have batch normalization.
+
+    Returns:
+        The shapes of :meth:`MultiLayerNet.state`'s arrays, and those of
+        :meth:`MultiLayerNet.named_parameters`, both by name.
+    """
+    state: dict[str, tuple[int, ...]] = {}
+    weights = others = 0
+    last = len(sizes) - 1
+    for i, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        state[f"W{i}"], state[f"b{i}"] = (fan_in, fan_out), (fan_out,)
+        weights += fan_in * fan_out
+        others += fan_out
+        if batchnorm and i < last:
+            for name in ("gamma", "beta", "running_mean", "running_var"):
+                state[f"{name}{i}"] = (fan_out,)
+            others += 2 * fan_out
+    params = {name: shape for name, shape in state.items() if not name.startswith("running_")}
+    return state, {"weights": (weights,), "others": (others,), **params}
 
 
 def _pack(params: Sequence[Parameter], dtype: np.dtype[np.floating]) -> tuple[Parameter, ...]:

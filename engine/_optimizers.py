@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,10 +54,16 @@ class Optimizer(ABC):
 
     Attributes:
         state_slots: Arrays of a parameter's size this optimizer keeps per parameter (for
-            :func:`~engine.estimate_memory`).
+            :func:`~engine.estimate_memory`, and the arrays a checkpoint holds per parameter).
+        hyperparameter_names: The constructor's arguments, each also an attribute of the same
+            name (see :meth:`hyperparameters`).
+        counter_names: Integer attributes that change as it steps (Adam's step count), saved in
+            checkpoints with the state arrays.
     """
 
     state_slots: ClassVar[int] = 0
+    hyperparameter_names: ClassVar[tuple[str, ...]] = ("lr",)
+    counter_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, lr: float) -> None:
         self.lr = _check_positive("lr", lr)
@@ -66,6 +72,37 @@ class Optimizer(ABC):
     @abstractmethod
     def update(self, params: Iterable[Parameter]) -> None:
         """Apply one step to every parameter, using ``param.grad``."""
+
+    def hyperparameters(self) -> dict[str, float]:
+        """The constructor's arguments: ``type(opt)(**opt.hyperparameters())`` is a fresh copy."""
+        return {name: getattr(self, name) for name in self.hyperparameter_names}
+
+    def export_state(self) -> tuple[dict[str, int], dict[Parameter, tuple[Array, ...]]]:
+        """Copies of what the optimizer has learnt so far: its counters, and the
+        :attr:`state_slots` arrays of each parameter it has stepped."""
+        counters = {name: int(getattr(self, name)) for name in self.counter_names}
+        slots = {p: tuple(a.copy() for a in self._slots(value)) for p, value in self.state.items()}
+        return counters, slots
+
+    def import_state(self, counters: Mapping[str, int], slots: Mapping[Parameter, Sequence[Array]]) -> None:
+        """Replace the optimizer's counters and per-parameter state (the inverse of
+        :meth:`export_state`); the arrays are copied, each into its parameter's dtype."""
+        for name in self.counter_names:
+            setattr(self, name, int(counters[name]))
+        self.state = {
+            p: self._unslots([np.array(a, dtype=p.data.dtype, order="C") for a in arrays])
+            for p, arrays in slots.items()
+        }
+
+    @staticmethod
+    def _slots(value: Any) -> tuple[Array, ...]:
+        """A state entry as a tuple of arrays (entries are single arrays unless overridden)."""
+        return (value,)
+
+    @staticmethod
+    def _unslots(arrays: list[Array]) -> Any:
+        """The state entry of a parameter from its arrays (the inverse of :meth:`_slots`)."""
+        return arrays[0]
 
     def _zeros(self, p: Parameter) -> Array:
         """This parameter's state buffer, created as zeros (in its dtype) on its first step."""
@@ -87,6 +124,7 @@ class Momentum(Optimizer):
     """Heavy-ball momentum: ``v = m*v - lr*g; p += v``."""
 
     state_slots = 1
+    hyperparameter_names = ("lr", "momentum")
 
     def __init__(self, lr: float, momentum: float = 0.9) -> None:
         super().__init__(lr)
@@ -121,6 +159,7 @@ class AdaGrad(Optimizer):
     """AdaGrad: ``h += g*g; p -= lr * g / (sqrt(h) + eps)``."""
 
     state_slots = 1
+    hyperparameter_names = ("lr", "eps")
 
     def __init__(self, lr: float, eps: float = 1e-7) -> None:
         super().__init__(lr)
@@ -138,6 +177,7 @@ class RMSprop(Optimizer):
     """RMSprop: ``h = rho*h + (1-rho)*g*g; p -= lr * g / (sqrt(h) + eps)``."""
 
     state_slots = 1
+    hyperparameter_names = ("lr", "decay_rate", "eps")
 
     def __init__(self, lr: float, decay_rate: float = 0.99, eps: float = 1e-7) -> None:
         super().__init__(lr)
@@ -157,6 +197,8 @@ class Adam(Optimizer):
     """Adam with bias correction (Kingma and Ba, 2015)."""
 
     state_slots = 2
+    hyperparameter_names = ("lr", "beta1", "beta2", "eps")
+    counter_names = ("t",)
 
     def __init__(self, lr: float, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
         super().__init__(lr)
@@ -180,6 +222,14 @@ class Adam(Optimizer):
             m += dt(1 - b1) * (g - m)
             v += dt(1 - b2) * (g * g - v)
             p.data -= dt(lr_t) * m / (np.sqrt(v) + dt(self.eps))
+
+    @staticmethod
+    def _slots(value: Any) -> tuple[Array, ...]:
+        return tuple(value)  # (m, v)
+
+    @staticmethod
+    def _unslots(arrays: list[Array]) -> Any:
+        return (arrays[0], arrays[1])
 
 
 OPTIMIZERS: dict[str, type[Optimizer]] = {

@@ -1,112 +1,39 @@
-"""Mini-batch training with per-epoch curves, an epoch callback and typed outcomes."""
+"""Mini-batch training with per-epoch curves, an epoch callback, typed outcomes and checkpoints."""
 
 from __future__ import annotations
 
-import enum
 import math
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ._errors import ConfigError
+from ._checkpoint import Checkpoint, OptimizerState, TrainerPosition, load_rng_state
+from ._errors import CheckpointError, ConfigError
 from ._net import MultiLayerNet
 from ._optimizers import Optimizer
+from ._records import EpochCallback, EpochRecord, Outcome, TrainResult
 
 __all__ = ["EpochCallback", "EpochRecord", "Outcome", "TrainResult", "Trainer"]
 
 Array = NDArray[np.floating]
 
 
-class Outcome(enum.StrEnum):
-    """How a training run ended."""
+@dataclass(slots=True)
+class _Boundary:
+    """The latest epoch boundary of a run: what :meth:`Trainer.checkpoint` needs besides the
+    network, the optimizer and the generators.
 
-    COMPLETED = "completed"
-    """All epochs ran."""
-    DIVERGED = "diverged"
-    """The training loss became NaN or infinite; the run stopped at that step."""
-    STOPPED = "stopped"
-    """The epoch callback asked to stop (a pruner, a cancelled study)."""
-    TIMED_OUT = "timed_out"
-    """The run passed its time limit."""
-
-
-@dataclass(frozen=True, slots=True)
-class EpochRecord:
-    """Metrics after one epoch.
-
-    ``train_loss`` is the mean loss (with the L2 penalty) of the epoch's training steps. The
-    accuracies and ``val_loss`` come from an evaluation pass after the epoch; on epochs skipped
-    by the evaluation interval they are ``None``.
+    ``fit`` updates ``epoch`` and ``next_order`` once per epoch and nothing else, so that
+    checkpointing costs the loop nothing unless it is used.
     """
 
     epoch: int
-    train_loss: float
-    train_acc: float | None
-    val_loss: float | None
-    val_acc: float | None
-    seconds: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """The record as plain data, the form it takes in JSON, CSV and storage (``seconds`` to
-        the microsecond)."""
-        return {
-            "epoch": self.epoch,
-            "train_loss": self.train_loss,
-            "train_acc": self.train_acc,
-            "val_loss": self.val_loss,
-            "val_acc": self.val_acc,
-            "seconds": round(self.seconds, 6),
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
-        """A record back from :meth:`as_dict` (a missing metric is ``None``)."""
-        return cls(
-            epoch=int(data["epoch"]),
-            train_loss=data.get("train_loss", math.nan),
-            train_acc=data.get("train_acc"),
-            val_loss=data.get("val_loss"),
-            val_acc=data.get("val_acc"),
-            seconds=float(data.get("seconds", 0.0)),
-        )
-
-
-@dataclass(slots=True)
-class TrainResult:
-    """What a training run produced."""
-
-    outcome: Outcome
-    history: list[EpochRecord] = field(default_factory=list)
-    reason: str | None = None
-    steps: int = 0
-    seconds: float = 0.0
-
-    @property
-    def evaluated(self) -> list[EpochRecord]:
-        """The epochs that had an evaluation pass."""
-        return [r for r in self.history if r.val_acc is not None]
-
-    @property
-    def final_val_acc(self) -> float | None:
-        """Validation accuracy at the last evaluated epoch (None if there was none, or it diverged)."""
-        if self.outcome is Outcome.DIVERGED:
-            return None
-        rows = self.evaluated
-        return rows[-1].val_acc if rows else None
-
-    @property
-    def best_val_acc(self) -> float | None:
-        """Highest validation accuracy over the evaluated epochs."""
-        accs = [r.val_acc for r in self.evaluated if r.val_acc is not None]
-        return max(accs) if accs else None
-
-
-EpochCallback = Callable[[EpochRecord], bool | None]
-"""Called after every epoch; returning True stops training with :attr:`Outcome.STOPPED`."""
+    next_order: NDArray[np.intp] | None  # the next epoch's order, once drawn
+    result: TrainResult  # its history and steps so far
+    start: float  # perf_counter() at which the run's seconds were 0 (earlier when resumed)
+    running: bool = False
 
 
 class Trainer:
@@ -129,8 +56,14 @@ class Trainer:
         rng: Generator (or seed) for the shuffling.
         eval_interval: Evaluate every this many epochs (the last epoch is always evaluated).
         callback: Called with each :class:`EpochRecord`; returning True stops the run.
-        time_limit: Seconds after which the run stops with :attr:`Outcome.TIMED_OUT`.
+        time_limit: Seconds after which the run stops with :attr:`Outcome.TIMED_OUT` (a resumed
+            run counts the seconds before its checkpoint too).
         eval_batch_size: Rows per evaluation forward pass (bounds memory on large splits).
+        resume_from: A checkpoint to continue from (see :meth:`resume`).
+
+    A run can be saved at any epoch boundary with :meth:`checkpoint` (from the epoch callback,
+    or after :meth:`fit`) and continued by another trainer with :meth:`resume`: the curves and
+    weights are then bit-identical to those of a run that was never interrupted.
     """
 
     def __init__(
@@ -149,6 +82,7 @@ class Trainer:
         callback: EpochCallback | None = None,
         time_limit: float | None = None,
         eval_batch_size: int = 2048,
+        resume_from: Checkpoint | None = None,
     ) -> None:
         if epochs < 1:
             raise ConfigError(f"epochs must be >= 1, got {epochs}")
@@ -179,6 +113,95 @@ class Trainer:
         # Share the first forward pass of each epoch with the previous epoch's evaluation
         # (see _evaluate); only exact when training and evaluation passes coincide.
         self.reuse_forward = net.deterministic
+        self._boundary: _Boundary | None = _Boundary(0, None, TrainResult(Outcome.COMPLETED), 0.0)
+        self._resume: TrainerPosition | None = None  # where the next fit() starts, if not afresh
+        if resume_from is not None:
+            self.resume(resume_from)
+
+    # ----------------------------------------------------------------------------------------
+    # Checkpoints
+
+    def _settings(self) -> dict[str, int]:
+        return {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "eval_interval": self.eval_interval,
+            "eval_batch_size": self.eval_batch_size,
+            "n_train": self.x_train.shape[0],
+            "n_val": self.x_val.shape[0],
+            "features": self.x_train.shape[1] if self.x_train.ndim == 2 else 0,
+        }
+
+    def checkpoint(self) -> Checkpoint:
+        """A snapshot of the run at its latest epoch boundary: the network (weights, batch-norm
+        running statistics, dropout generator), the optimizer's state and the trainer's position
+        (epoch, steps, seconds, history, shuffling generator).
+
+        Call it from the epoch callback (the boundary of the epoch just recorded), after
+        :meth:`fit` returned (its last epoch), or before it (epoch 0, or the checkpoint passed
+        to :meth:`resume`). Only a call costs anything: the arrays are copied then.
+
+        Raises:
+            CheckpointError: The last :meth:`fit` ended inside an epoch (it diverged, timed out
+                or raised), or the optimizer cannot be checkpointed (not one of
+                :data:`~engine.OPTIMIZERS`).
+        """
+        position = self._resume
+        if position is None:
+            b = self._boundary
+            if b is None:
+                raise CheckpointError("no epoch boundary to checkpoint: the last fit() ended inside an epoch")
+            position = TrainerPosition(
+                epoch=b.epoch,
+                steps=b.result.steps,
+                seconds=time.perf_counter() - b.start if b.running else b.result.seconds,
+                history=tuple(b.result.history),
+                shuffle_rng=dict(self.rng.bit_generator.state),
+                next_order=None if b.next_order is None else b.next_order.copy(),
+                settings=self._settings(),
+            )
+        of_net = Checkpoint.of_network(self.net)
+        return Checkpoint(
+            of_net.network,
+            of_net.arrays,
+            of_net.dropout_rng,
+            optimizer=OptimizerState.of(self.optimizer, self.net),
+            trainer=position,
+        )
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continue from ``checkpoint``: the next :meth:`fit` starts at the epoch after its own.
+
+        The network and optimizer are restored at once (in place); the trainer's network,
+        optimizer, batch size and data shape must be those of the checkpoint's run, and it must
+        run at least as many epochs (more extend the run). The result of :meth:`fit` then holds
+        the whole run: the checkpoint's history, steps and seconds, and the epochs after it.
+
+        Raises:
+            CheckpointError: The checkpoint holds no training position (see
+                :func:`~engine.save_model`) or does not fit this trainer (another architecture,
+                optimizer or hyperparameter, batch size or data shape, or a later epoch than
+                ``epochs``); nothing is changed then.
+        """
+        position = checkpoint.trainer
+        if position is None:
+            raise CheckpointError("this checkpoint holds a network alone, no training position")
+        checkpoint.check_network(self.net)
+        checkpoint.check_optimizer(self.optimizer, self.net)
+        position.check_fits(self._settings())
+        checkpoint._apply_network(self.net)  # all checked above: nothing changes unless all fits
+        checkpoint._apply_optimizer(self.optimizer, self.net)
+        self.rng = load_rng_state(self.rng, position.shuffle_rng)
+        self._resume = position
+
+    def _start(self) -> tuple[int, TrainResult, float, NDArray[np.intp] | None]:
+        """Where fit() starts: the first epoch, the result so far, the start time (earlier by
+        the seconds so far) and the first epoch's order if the checkpoint had drawn it."""
+        position, self._resume = self._resume, None
+        if position is None:
+            return 1, TrainResult(Outcome.COMPLETED), time.perf_counter(), None
+        result = TrainResult(Outcome.COMPLETED, list(position.history), steps=position.steps)
+        return position.epoch + 1, result, time.perf_counter() - position.seconds, position.next_order
 
     def _evaluate(
         self, next_x: Array | None, next_t: NDArray[np.integer] | None
@@ -205,20 +228,38 @@ class Trainer:
         val_loss, val_acc = net.evaluate(self.x_val, self.t_val, bs)
         return train_acc, val_loss, val_acc, first_scores
 
-    def fit(self) -> TrainResult:  # one piece on purpose: the engine's hot loop, free of extra calls
-        """Run the training loop and return its outcome and curves."""
+    def fit(self) -> TrainResult:
+        """Run the training loop and return its outcome and curves.
+
+        A fresh run starts at epoch 1; after :meth:`resume`, at the epoch after the checkpoint's.
+        """
+        try:
+            result = self._fit()
+        except BaseException:
+            self._boundary = None  # raised inside an epoch or in the callback: no clean boundary
+            raise
+        if self._boundary is not None:
+            self._boundary.running = False
+            if result.outcome is Outcome.DIVERGED or result.outcome is Outcome.TIMED_OUT:
+                self._boundary = None  # it ended inside an epoch
+        return result
+
+    def _fit(self) -> TrainResult:  # one piece on purpose: the engine's hot loop, free of extra calls
+        """:meth:`fit` but for keeping track of whether it ended at an epoch boundary."""
         net, opt, params = self.net, self.optimizer, self.net.flat_params
         n, bs = self.x_train.shape[0], self.batch_size
-        result = TrainResult(Outcome.COMPLETED)
-        start = time.perf_counter()
+        first_epoch, result, start, order = self._start()
         deadline = None if self.time_limit is None else start + self.time_limit
-        order = self.rng.permutation(n)
-        x_shuf, t_shuf = self.x_train[order], self.t_train[order]
+        if order is None and first_epoch <= self.epochs:
+            order = self.rng.permutation(n)
+        if order is not None:
+            x_shuf, t_shuf = self.x_train[order], self.t_train[order]
         first_scores: Array | None = None  # the forward pass of the next step, if already run
+        boundary = self._boundary = _Boundary(first_epoch - 1, order, result, start, running=True)
 
         # Overflow in a diverging run is expected and handled by the finiteness check below.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            for epoch in range(1, self.epochs + 1):
+            for epoch in range(first_epoch, self.epochs + 1):
                 epoch_start = time.perf_counter()
                 loss_sum = 0.0
                 for lo in range(0, n, bs):
@@ -267,6 +308,7 @@ class Trainer:
                     seconds = time.perf_counter() - epoch_start
                     record = EpochRecord(epoch, loss_sum / n, None, None, None, seconds)
                 result.history.append(record)
+                boundary.epoch, boundary.next_order = epoch, None if last else order
                 if self.callback is not None and self.callback(record):
                     result.outcome = Outcome.STOPPED
                     result.reason = f"stopped by callback after epoch {epoch}"

@@ -91,6 +91,11 @@ def exit_code_for(exc: BaseException) -> int | None:
 
         if isinstance(exc, BrokerError):
             return EXIT_FAILURE
+    if "hpo.artifacts" in sys.modules:
+        from hpo.artifacts import ArtifactStoreError
+
+        if isinstance(exc, ArtifactStoreError):
+            return EXIT_BAD_INPUT
     if "hpo.storage" in sys.modules:
         from hpo.storage import StudyExistsError, StudyNotFoundError, StudyStateError
 

@@ -41,7 +41,15 @@ if TYPE_CHECKING:
     )
     from ._proposals import first_stage_draft, next_stage_draft
     from ._remote import dispatch_trials, execute_trial, reap
-    from ._studies import best_trials, objective_value, study_spec, submit_study
+    from ._studies import (
+        StudyDeleted,
+        best_trials,
+        check_artifact_store,
+        delete_study,
+        objective_value,
+        study_spec,
+        submit_study,
+    )
     from ._training import (
         TrainedNetwork,
         build_network,
@@ -80,6 +88,9 @@ _EXPORTS = {
     "objective_value": "._studies",
     "study_spec": "._studies",
     "submit_study": "._studies",
+    "check_artifact_store": "._studies",
+    "delete_study": "._studies",
+    "StudyDeleted": "._studies",
     "TrainedNetwork": "._training",
     "build_network": "._training",
     "check_study_data": "._training",
@@ -100,15 +111,18 @@ __all__ = [
     "Executor",
     "LocalRunInterruptedError",
     "Progress",
+    "StudyDeleted",
     "TestResult",
     "TrainedNetwork",
     "TrialReport",
     "advance_study",
     "best_trials",
     "build_network",
+    "check_artifact_store",
     "check_database_shareable",
     "check_study_data",
     "default_workers",
+    "delete_study",
     "dispatch_trials",
     "evaluate_on_test",
     "execute_trial",
