@@ -14,9 +14,11 @@ arrays, all stored uncompressed::
 The header's ``layout`` names the arrays each ``net.*`` member holds, in order, with their
 shapes; it also holds the format version, the engine and NumPy versions that wrote it, the
 architecture (enough to rebuild the network), the dropout generator's state, the optimizer's
-kind, hyperparameters and counters, and the trainer's position: the epoch reached, the steps and
+kind, hyperparameters and counters, the trainer's position (the epoch reached, the steps and
 seconds so far, every :class:`~engine.EpochRecord`, the shuffling generator's state and the
-trainer's settings. Few members keep writing and reading cheap (a member costs tens of
+trainer's settings) and, when known, the data's :class:`~engine.Preprocessing` (the feature
+normalization the network was trained with and its class labels, so a prediction needs nothing
+else). Few members keep writing and reading cheap (a member costs tens of
 microseconds whatever its size). Reading checks every member's shape and dtype against the header
 before it reads the member's data, so a foreign archive costs no more memory than its own length.
 
@@ -26,6 +28,7 @@ Writing the same checkpoint twice gives the same bytes (members carry a fixed ti
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import json
 import math
@@ -43,6 +46,7 @@ from ._errors import CheckpointError, ConfigError
 from ._net import MultiLayerNet, state_shapes
 from ._optimizers import OPTIMIZERS, Optimizer
 from ._parameter import Parameter
+from ._preprocessing import Preprocessing
 from ._records import EpochRecord
 from ._version import __version__
 
@@ -194,6 +198,8 @@ class Checkpoint:
         optimizer: The optimizer's state, or None for a network alone.
         trainer: The trainer's position, or None for a network alone.
         engine_version: The version of the engine that took it.
+        preprocessing: How the network's features were normalized and what its classes are
+            called (see :class:`~engine.Preprocessing`), when the one who saved it knew.
     """
 
     network: dict[str, Any]
@@ -202,6 +208,7 @@ class Checkpoint:
     optimizer: OptimizerState | None = None
     trainer: TrainerPosition | None = None
     engine_version: str = __version__
+    preprocessing: Preprocessing | None = None
 
     @classmethod
     def of_network(cls, net: MultiLayerNet) -> Checkpoint:
@@ -323,6 +330,7 @@ class Checkpoint:
             "dropout_rng": _rng_to_json(self.dropout_rng),
             "optimizer": None,
             "trainer": None,
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.header(),
         }
         dtype = np.dtype(self.network["dtype"])
         shapes, _ = state_shapes(_sizes(self.network), batchnorm=bool(self.network["batchnorm"]))
@@ -387,15 +395,17 @@ class Checkpoint:
             raise CheckpointError(f"not an engine checkpoint: {type(exc).__name__}: {exc}") from None
 
 
-def save_model(net: MultiLayerNet) -> bytes:
-    """The bytes of a checkpoint of ``net`` alone (see :class:`Checkpoint`); :func:`load_model`
-    reads them back."""
-    return Checkpoint.of_network(net).to_bytes()
+def save_model(net: MultiLayerNet, preprocessing: Preprocessing | None = None) -> bytes:
+    """The bytes of a checkpoint of ``net`` alone (see :class:`Checkpoint`), with the
+    normalization and labels of its data when given; :func:`load_model` reads them back."""
+    return dataclasses.replace(Checkpoint.of_network(net), preprocessing=preprocessing).to_bytes()
 
 
 def load_model(data: bytes | bytearray | memoryview) -> MultiLayerNet:
     """The network of a checkpoint's bytes (from :func:`save_model` or a training checkpoint),
-    ready to predict with (:meth:`~engine.MultiLayerNet.predict_proba`).
+    ready to predict with (:meth:`~engine.MultiLayerNet.predict_proba`) on features normalized as
+    its training data were: ``Checkpoint.from_bytes(data).preprocessing.apply(x)`` when the
+    checkpoint holds its :class:`~engine.Preprocessing`.
 
     Raises:
         CheckpointError: The bytes are not a valid engine checkpoint.
@@ -608,6 +618,7 @@ _TOP_FIELDS = (
     "dropout_rng",
     "optimizer",
     "trainer",
+    "preprocessing",
 )
 _ARCHITECTURE: dict[str, type] = {
     "input_size": int,
@@ -703,7 +714,12 @@ def _read_checkpoint(zf: zipfile.ZipFile) -> Checkpoint:
         optimizer=optimizer,
         trainer=trainer,
         engine_version=head.get("engine_version", str),
+        preprocessing=_read_preprocessing(data["preprocessing"]),
     )
+
+
+def _read_preprocessing(data: Any) -> Preprocessing | None:
+    return None if data is None else Preprocessing.from_header(data)
 
 
 def _read_architecture(
