@@ -181,7 +181,7 @@ def _direct_calls(db: str, trials: int) -> dict[str, Any]:
     """claim, finish (+ progress) and advance (+ batched mirror), called in this process (no Celery)."""
     from hpo.orchestration import advance_study, submit_study
     from hpo.spec import StudySpec
-    from hpo.storage import Storage
+    from hpo.storage import Storage, TrialOutcome, TrialState
 
     name = f"bench-queue-direct-{uuid.uuid4().hex[:8]}"
     spec = StudySpec.model_validate(_noop_spec(name, trials))
@@ -198,9 +198,8 @@ def _direct_calls(db: str, trials: int) -> dict[str, Any]:
             t1 = time.perf_counter()
             assert claimed is not None
             row = claimed[0]
-            progress = storage.finish(
-                row.id, "bench", "COMPLETE", 0.5, None, curves, {1: 0.5}, attempt=row.attempts
-            )
+            outcome = TrialOutcome(TrialState.COMPLETE, 0.5, None, curves, {1: 0.5})
+            progress = storage.finish(row.id, "bench", outcome, attempt=row.attempts)
             t2 = time.perf_counter()
             advance_study(storage, study.id, progress)
             t3 = time.perf_counter()

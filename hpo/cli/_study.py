@@ -1,4 +1,4 @@
-"""Study lifecycle commands: submit, resume, validate, schema, cancel, delete."""
+"""Study lifecycle commands: submit, resume, validate, schema, cancel, delete; db upgrade and repair."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from ._app import EXIT_FAILURE, app
 from ._common import DbOption, NameArgument, NewDbOption, Outages, check_broker_option, open_storage
 from ._console import err_console, out_console
 
-__all__ = ["cancel", "delete", "resume", "schema", "submit", "validate"]
+__all__ = ["cancel", "db_repair", "db_upgrade", "delete", "resume", "schema", "submit", "validate"]
 
 POLL_SECONDS = 0.05
 """How often ``--wait``/``--watch`` read a remote study's state."""
@@ -468,3 +468,23 @@ def db_upgrade(db: NewDbOption = None) -> None:
     result = storage.upgrade()
     # What was created or migrated, and where (the password hidden); markup off: URLs hold '['.
     err_console().print(result.message, markup=False, highlight=False)
+
+
+@db_app.command("repair")
+def db_repair(
+    name: Annotated[
+        str | None,
+        typer.Argument(metavar="NAME", help="The study to repair (default: all).", show_default=False),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Write again what a study's Optuna view is missing (its Optuna study, finished trials)."""
+    storage = open_storage(db)
+    studies = [storage.get_study(name)] if name is not None else storage.list_studies()
+    if not studies:
+        err_console().print("no studies: nothing to repair", highlight=False)
+    for study in studies:
+        written = storage.sync(study.id)
+        done = f"{written} trial{'' if written == 1 else 's'} re-mirrored" if written else "nothing to repair"
+        # One line per study as it is repaired; markup off: a name may hold '['.
+        err_console().print(f"{study.name}: {done}", markup=False, highlight=False)

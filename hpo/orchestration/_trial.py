@@ -14,7 +14,7 @@ from typing import Any
 import engine
 
 from ..spec import StudySpec, TrainSpec
-from ..storage import Storage, StudyRow, TrialRow, TrialState
+from ..storage import Storage, StudyRow, TrialOutcome, TrialRow, TrialState
 from ._advance import advance_study
 from ._checkpoints import TrialCheckpoints
 from ._heartbeats import heartbeats
@@ -110,17 +110,8 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    progress = storage.finish(
-        trial.id,
-        worker,
-        state,
-        value,
-        reason,
-        epochs.curves,
-        epochs.intermediate,
-        attempt=trial.attempts,
-        model=model,
-    )
+    outcome = TrialOutcome(state, value, reason, epochs.curves, epochs.intermediate, model=model)
+    progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
     if saver is not None:
         saver.after_finish(progress is not None, model)
     if progress is not None and data_error:

@@ -1,4 +1,4 @@
-"""Search spaces: validation, the u-space transform, and JSON for storage.
+"""Search spaces: validation, the u-space transform, and JSON for storage (:mod:`hpo._space_json`).
 
 A space is an ordered ``dict[str, BaseDistribution]`` of Optuna distributions. Narrowing and sampling
 work in *u-space*: ``log10`` of the value for log-scaled parameters, the value itself otherwise, so a
@@ -7,7 +7,6 @@ work in *u-space*: ``log10`` of the value for log-scaled parameters, the value i
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -17,18 +16,14 @@ from optuna.distributions import (
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
-    distribution_to_json,
-    json_to_distribution,
 )
 
+from .._space_json import SpaceJSONError, space_from_data, space_to_data
 from ._errors import NarrowingError
 
 __all__ = ["Space", "check_space", "space_from_json", "space_to_json"]
 
 Space = dict[str, BaseDistribution]
-
-# Version of the JSON layout of a space; bump it if the layout changes so old rows stay readable.
-_SPACE_JSON_VERSION = 1
 
 NumericDistribution = FloatDistribution | IntDistribution
 
@@ -82,10 +77,7 @@ def u_window(dist: NumericDistribution) -> tuple[float, float]:
 
 
 def space_to_json(space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
-    """Serialize a space to plain JSON-able data.
-
-    The parameters are stored as a *list* so their order survives databases that reorder object keys
-    (PostgreSQL ``jsonb`` does); the order decides which random draw goes to which parameter.
+    """Serialize a space to plain JSON-able data, in the stored layout of :mod:`hpo._space_json`.
 
     Args:
         space: The search space.
@@ -93,15 +85,11 @@ def space_to_json(space: Mapping[str, BaseDistribution]) -> dict[str, Any]:
     Returns:
         ``{"version": 1, "params": [{"name": ..., "distribution": {...}}, ...]}`` where each
         distribution is Optuna's own JSON form (``optuna.distributions.distribution_to_json``).
+
+    Raises:
+        NarrowingError: If ``space`` is not a valid search space (:func:`check_space`).
     """
-    checked = check_space(space)
-    return {
-        "version": _SPACE_JSON_VERSION,
-        "params": [
-            {"name": name, "distribution": json.loads(distribution_to_json(dist))}
-            for name, dist in checked.items()
-        ],
-    }
+    return space_to_data(check_space(space))
 
 
 def space_from_json(data: Mapping[str, Any]) -> Space:
@@ -116,20 +104,8 @@ def space_from_json(data: Mapping[str, Any]) -> Space:
     Raises:
         NarrowingError: If the data is not a space in the expected layout.
     """
-    if not isinstance(data, Mapping) or data.get("version") != _SPACE_JSON_VERSION:
-        raise NarrowingError(f"not a stored search space (version {_SPACE_JSON_VERSION} expected): {data!r}")
-    params = data.get("params")
-    if not isinstance(params, list):
-        raise NarrowingError("stored search space: 'params' must be a list")
-    space: Space = {}
-    for i, item in enumerate(params):
-        if not isinstance(item, Mapping) or not isinstance(item.get("name"), str):
-            raise NarrowingError(f"stored search space: params[{i}] must have a string 'name'")
-        name = item["name"]
-        if name in space:
-            raise NarrowingError(f"stored search space: parameter {name!r} appears twice")
-        try:
-            space[name] = json_to_distribution(json.dumps(item.get("distribution")))
-        except (ValueError, TypeError, KeyError) as exc:
-            raise NarrowingError(f"stored search space: params[{i}] ({name}): {exc}") from exc
+    try:
+        space = space_from_data(data)
+    except SpaceJSONError as exc:
+        raise NarrowingError(f"stored search space: {exc}") from exc
     return check_space(space, "stored search space")

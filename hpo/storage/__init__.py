@@ -20,7 +20,7 @@ from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudySt
 from ._migrate import VERSION_TABLE, UpgradeResult, current_revision, head_revision, upgrade
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 from ._optuna_mirror import decode_space, encode_space, optuna_storage
-from ._rows import StageDraft, StageRow, StudyProgress, StudyRow, TrialRow
+from ._rows import StageDraft, StageRow, StudyProgress, StudyRow, TrialOutcome, TrialRow
 from ._storage import DEFAULT_MAX_ATTEMPTS, Storage, dispose_engines
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "StudyRow",
     "StudyState",
     "StudyStateError",
+    "TrialOutcome",
     "TrialRow",
     "TrialState",
     "UpgradeResult",

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from .._process_cache import ProcessCache
 from .._urls import check_database_url, redact_url
 from ._errors import StorageError
 
@@ -54,9 +54,11 @@ FINISH_LOCK_CLASS = LOCK_CLASS + 1
 
 _BEGIN_OPTION = "hpo_sqlite_begin"
 
-_lock = threading.Lock()
-_engines: dict[str, Engine] = {}
-_fork_hook_registered = False
+_engines: ProcessCache[str, Engine] = ProcessCache(
+    close=Engine.dispose,
+    # The parent's connections belong to the parent: a forked child drops them without closing.
+    abandon=lambda engine: engine.dispose(close=False),
+)
 
 
 def redact(url: str | URL) -> str:
@@ -153,13 +155,9 @@ def _new_engine(url: URL) -> Engine:
     )
 
 
-def _after_fork_in_child() -> None:
-    """Forget the parent's engines; their connections belong to the parent."""
-    global _lock
-    _lock = threading.Lock()
-    for engine in _engines.values():
-        engine.dispose(close=False)
-    _engines.clear()
+def _key(url: str | URL) -> str:
+    """The cache key of a URL: its text as given (a URL object is rendered with its password)."""
+    return url if isinstance(url, str) else url.render_as_string(hide_password=False)
 
 
 def create_engine(url: str | URL) -> Engine:
@@ -178,20 +176,7 @@ def create_engine(url: str | URL) -> Engine:
         InvalidURLError: A malformed URL, in-memory SQLite, or a database other than SQLite and
             PostgreSQL (see :func:`hpo._urls.check_database_url`).
     """
-    global _fork_hook_registered
-    key = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    engine = _engines.get(key)
-    if engine is not None:
-        return engine
-    parsed = make_url(_check_url(url))
-    with _lock:
-        if not _fork_hook_registered and hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
-            _fork_hook_registered = True
-        engine = _engines.get(key)
-        if engine is None:
-            engine = _engines[key] = _new_engine(parsed)
-    return engine
+    return _engines.get_or_create(_key(url), lambda: _new_engine(make_url(_check_url(url))))
 
 
 def read_engine(engine: Engine) -> Engine:
@@ -203,19 +188,12 @@ def read_engine(engine: Engine) -> Engine:
 
 def dispose_engine(url: str | URL) -> None:
     """Close and forget this process's engine for ``url`` (the next use creates a new one)."""
-    key = url if isinstance(url, str) else url.render_as_string(hide_password=False)
-    with _lock:
-        engine = _engines.pop(key, None)
-    if engine is not None:
-        engine.dispose()
+    _engines.dispose(_key(url))
 
 
 def dispose_engines() -> None:
     """Close every cached engine of this process (tests, or before exiting)."""
-    with _lock:
-        for engine in _engines.values():
-            engine.dispose()
-        _engines.clear()
+    _engines.dispose_all()
 
 
 @contextlib.contextmanager

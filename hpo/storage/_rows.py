@@ -1,22 +1,36 @@
-"""Plain frozen rows returned by :class:`~hpo.storage.Storage`, and the draft of a new stage.
+"""Plain frozen rows returned by :class:`~hpo.storage.Storage`, and the values it is given: the
+draft of a new stage, and a trial's outcome.
 
-Callers never hold ORM objects or sessions: every read returns these detached values. JSON columns
-come back in the form they were given: ``spec`` and ``space`` as the JSON text the caller passed,
-``params``, ``curves``, ``intermediate`` and ``test_result`` as Python values.
+Callers never hold ORM objects or sessions: every read returns these detached values, made by one
+mapper (:func:`row_from`) from the row classes' fields. JSON columns come back in the form they
+were given: ``spec`` and ``space`` as the JSON text the caller passed, ``params``, ``curves``,
+``intermediate`` and ``test_result`` as Python values (the fields that say how to decode them).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 
-__all__ = ["StageDraft", "StageRow", "StudyProgress", "StudyRow", "TrialRow", "dumps", "loads"]
+__all__ = [
+    "StageDraft",
+    "StageRow",
+    "StudyProgress",
+    "StudyRow",
+    "TrialOutcome",
+    "TrialRow",
+    "dumps",
+    "loads",
+    "row_from",
+]
+
+R = TypeVar("R")
 
 
 def _default(value: Any) -> Any:
@@ -54,6 +68,38 @@ def intermediate_from_json(text: str | None) -> dict[int, float] | None:
     return {int(k): math.nan if v is None else float(v) for k, v in items}
 
 
+def _decode(decode: Callable[[Any], Any]) -> dict[str, Any]:
+    """The metadata of a row field whose column needs decoding (an enum's text, JSON text)."""
+    return {"decode": decode}
+
+
+def _stored(encode: Callable[[Any], Any] | None = None, *, keep_when_none: bool = False) -> dict[str, Any]:
+    """The metadata of an outcome field: how its column is written, and whether ``None`` keeps
+    what is stored (curves and intermediate values a heartbeat already wrote)."""
+    return {"encode": encode, "keep_when_none": keep_when_none}
+
+
+_COLUMNS: dict[tuple[type[Any], str], tuple[tuple[str, Callable[[Any], Any] | None], ...]] = {}
+"""Per row class and label prefix, its columns in field order and their decoders, worked out once:
+row_from runs for every row read (a claim's, a listing's thousands)."""
+
+
+def row_from(cls: type[R], m: Mapping[Any, Any], prefix: str = "") -> R:
+    """The row ``cls`` (a row dataclass below) of a result mapping: one value per field, read
+    from the column ``prefix + field name`` and decoded where the field says so.
+
+    Args:
+        cls: :class:`StudyRow`, :class:`StageRow` or :class:`TrialRow`.
+        m: A result row's mapping (other columns it holds are ignored).
+        prefix: The columns' label prefix, when a statement returns another table's columns too.
+    """
+    columns = _COLUMNS.get((cls, prefix))
+    if columns is None:
+        found = fields(cls)  # type: ignore[arg-type]
+        columns = _COLUMNS[cls, prefix] = tuple((prefix + f.name, f.metadata.get("decode")) for f in found)
+    return cls(*[m[c] if decode is None else decode(m[c]) for c, decode in columns])
+
+
 @dataclass(frozen=True, slots=True)
 class StudyRow:
     """A study as stored in ``hpo_studies``.
@@ -82,10 +128,10 @@ class StudyRow:
     spec: str
     spec_hash: str
     direction: str
-    state: StudyState
+    state: StudyState = field(metadata=_decode(StudyState))
     current_stage: int
     optuna_study_id: int | None
-    test_result: Any
+    test_result: Any = field(metadata=_decode(loads))
     reason: str | None
     created_at: datetime
     updated_at: datetime
@@ -115,7 +161,7 @@ class StageRow:
     n_trials: int
     epochs: int
     space: str
-    state: StageState
+    state: StageState = field(metadata=_decode(StageState))
     created_at: datetime
     finished_at: datetime | None
 
@@ -149,16 +195,16 @@ class TrialRow:
     study_id: int
     number: int
     stage: int
-    params: dict[str, Any]
+    params: dict[str, Any] = field(metadata=_decode(loads))
     seed: int
-    state: TrialState
+    state: TrialState = field(metadata=_decode(TrialState))
     attempts: int
     worker: str | None
     lease_expires_at: datetime | None
     value: float | None
     reason: str | None
-    curves: list[Any] | None
-    intermediate: dict[int, float] | None
+    curves: list[Any] | None = field(metadata=_decode(loads))
+    intermediate: dict[int, float] | None = field(metadata=_decode(intermediate_from_json))
     optuna_trial_id: int | None
     created_at: datetime
     started_at: datetime | None
@@ -168,6 +214,66 @@ class TrialRow:
     def finished(self) -> bool:
         """Whether the trial is in a final state (``COMPLETE``, ``FAIL``, ``PRUNED``)."""
         return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True, slots=True)
+class TrialOutcome:
+    """The result a worker records for its trial (:meth:`Storage.finish`), checked when made.
+
+    Attributes:
+        state: ``COMPLETE`` (needs a value that is not NaN), ``FAIL`` (needs a reason; its value
+            is dropped) or ``PRUNED``; a name is read as the :class:`TrialState` of that name.
+        value: Objective value.
+        reason: Why it failed or was pruned.
+        curves: Epoch records (``None`` keeps those of the last heartbeat).
+        intermediate: ``{epoch: objective value}`` (``None`` keeps those of the last heartbeat).
+
+    Raises:
+        ValueError: Not a final state, a ``COMPLETE`` outcome without a value (or NaN), or a
+            ``FAIL`` outcome without a reason.
+    """
+
+    # Every field is the ``hpo_trials`` column of the same name, written by ``finish`` as the
+    # field's metadata says (:func:`_stored`): a new per-trial result is one field here (and its
+    # column), with no change to the statement that writes it.
+    state: TrialState | str = field(metadata=_stored(lambda s: TrialState(s).value))
+    value: float | None = None
+    reason: str | None = None
+    curves: list[Any] | None = field(
+        default=None, metadata=_stored(lambda c: None if c is None else dumps(c), keep_when_none=True)
+    )
+    intermediate: Mapping[int, float] | None = field(
+        default=None, metadata=_stored(intermediate_to_json, keep_when_none=True)
+    )
+
+    def __post_init__(self) -> None:
+        final = TrialState(self.state)
+        if final not in FINISHED_STATES:
+            raise ValueError(f"finish needs a final state (COMPLETE, FAIL, PRUNED), not {final}")
+        if final == TrialState.COMPLETE and (self.value is None or math.isnan(self.value)):
+            raise ValueError("a COMPLETE trial needs a value that is not NaN (record FAIL with a reason)")
+        if final == TrialState.FAIL and not self.reason:
+            raise ValueError("a FAIL trial needs a reason")
+        # Normalised in place (frozen: through object.__setattr__): "COMPLETE" is read as the enum.
+        object.__setattr__(self, "state", final)
+        if final == TrialState.FAIL:
+            object.__setattr__(self, "value", None)
+        elif self.value is not None:
+            object.__setattr__(self, "value", float(self.value))
+
+    def columns(self) -> dict[str, Any]:
+        """Column name -> the value ``finish`` writes (encoded as the field's metadata says)."""
+        out = {}
+        for f in fields(self):
+            encode = f.metadata.get("encode")
+            value = getattr(self, f.name)
+            out[f.name] = value if encode is None else encode(value)
+        return out
+
+    @staticmethod
+    def kept_when_none() -> frozenset[str]:
+        """Columns a ``None`` leaves as the last heartbeat stored them."""
+        return frozenset(f.name for f in fields(TrialOutcome) if f.metadata.get("keep_when_none"))
 
 
 @dataclass(frozen=True, slots=True)

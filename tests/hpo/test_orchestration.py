@@ -11,7 +11,8 @@ import pytest
 from hpo import orchestration as orch
 from hpo.orchestration import Executor, _advance, _trial  # their constants and helpers are patched
 from hpo.spec import StudySpec
-from hpo.storage import Storage
+from hpo.storage import Storage, TrialOutcome
+from tests.hpo.storage import helpers
 
 
 class RecordingExecutor(Executor):
@@ -63,9 +64,9 @@ def storage(tmp_path: Path) -> Storage:
 def _finish_without_advancing(storage: Storage, study_id: int) -> None:
     """What a worker killed between recording its result and advancing leaves behind."""
     for trial in storage.trials(study_id, states=("PENDING",)):
-        claimed = storage.claim(trial.id, "w", 60)
+        claimed = helpers.claim(storage, trial.id, "w", 60)
         assert claimed is not None
-        assert storage.finish(trial.id, "w", "COMPLETE", 0.5 + trial.number / 100, attempt=1)
+        assert storage.finish(trial.id, "w", TrialOutcome("COMPLETE", 0.5 + trial.number / 100), attempt=1)
 
 
 def test_reap_moves_on_a_stage_whose_last_finisher_died(storage: Storage) -> None:
@@ -139,7 +140,7 @@ def test_heartbeat_keeps_a_trial_longer_than_its_lease(
 
     monkeypatch.setattr(_trial._Epochs, "__call__", slow_epoch)
     study, _ = orch.submit_study(storage, _slow_spec("long"))
-    trial = storage.claim(storage.trials(study.id)[0].id, "w", lease)
+    trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", lease)
     assert trial is not None
     stolen: list[int] = []
     stop = threading.Event()
@@ -174,11 +175,11 @@ def test_heartbeat_tells_the_trial_its_study_was_cancelled(
     real = orch.train_network
     monkeypatch.setattr(_trial, "train_network", train_network)
     study, _ = orch.submit_study(storage, _slow_spec("cancelled"))
-    trial = storage.claim(storage.trials(study.id)[0].id, "w", 0.3)
+    trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", 0.3)
     assert trial is not None
     threading.Timer(0.2, storage.cancel_study, args=("cancelled",)).start()
     report = orch.run_trial(storage, trial, "w", lease=0.3)
     assert not report.recorded
     epochs = len(runs[0].result.history)  # type: ignore[attr-defined]
     assert 1 <= epochs < 150  # stopped at the epoch after the beat that found the claim gone
-    assert storage.trial(trial.id).state == "PENDING"  # type: ignore[union-attr]  # cancel requeued it
+    assert helpers.trial(storage, trial.id).state == "PENDING"  # type: ignore[union-attr]  # cancel requeued it

@@ -19,6 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.storage import Storage, TrialRow
+from tests.hpo.storage import helpers
 from tests.invariants import check_study
 
 from .conftest import Workers, alive, hpo, wait_for, write_study
@@ -154,7 +155,7 @@ def test_sigkill_of_a_whole_worker_mid_trial(
     check_study(storage, study_name)
     # A trial that happened to finish just before the kill landed was not a victim; every trial
     # still running on the dead worker must have been run again, by the surviving worker.
-    rows = [storage.trial(v.id) for v in victims]
+    rows = [helpers.trial(storage, v.id) for v in victims]
     killed = [r for r in rows if r is not None and (r.attempts >= 2 or r.finished_at > killed_at)]
     assert killed, "the kill landed after every trial of the first worker had finished"
     for row in killed:
@@ -297,7 +298,9 @@ def test_postgres_connections_killed_mid_trial(
                         {"d": dbname},
                     ).all()
                 )
-            wait_for(lambda v=victim: storage.trial(v.id).state != "RUNNING", 30, "the victim to finish")
+            wait_for(
+                lambda v=victim: helpers.trial(storage, v.id).state != "RUNNING", 30, "the victim to finish"
+            )
     finally:
         admin.dispose()
     assert killed >= 1

@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from hpo.storage import Storage, StudyRow, TrialState
+from hpo.storage import Storage, StudyRow, TrialOutcome, TrialState
 from tests.faketime import skewed_env
+
+from . import helpers
 
 MakeStudy = Callable[..., StudyRow]
 T = TypeVar("T")
@@ -59,22 +61,22 @@ def test_claim_heartbeat_and_finish_times_are_the_database_clock(
     first, second = storage.trials(study.id)
     assert study.created_at.tzinfo == UTC and first.created_at.tzinfo == UTC
 
-    before, claimed, after = _timed(storage, lambda: storage.claim(first.id, "w", 6.5))
+    before, claimed, after = _timed(storage, lambda: helpers.claim(storage, first.id, "w", 6.5))
     assert claimed is not None and claimed.started_at is not None and claimed.lease_expires_at is not None
     assert claimed.started_at.tzinfo == UTC and claimed.lease_expires_at.tzinfo == UTC
     assert before <= claimed.started_at <= after
     assert claimed.lease_expires_at - claimed.started_at == timedelta(seconds=6.5)
-    assert storage.trial(first.id) == claimed  # stored as returned
+    assert helpers.trial(storage, first.id) == claimed  # stored as returned
 
     minute = timedelta(seconds=60)
     before, alive, after = _timed(storage, lambda: storage.heartbeat(first.id, "w", 60, attempt=1))
-    lease = storage.trial(first.id).lease_expires_at  # type: ignore[union-attr]
+    lease = helpers.trial(storage, first.id).lease_expires_at  # type: ignore[union-attr]
     assert alive and lease is not None and before + minute <= lease <= after + minute
 
     before, progress, after = _timed(
-        storage, lambda: storage.finish(first.id, "w", TrialState.COMPLETE, 0.5, attempt=1)
+        storage, lambda: storage.finish(first.id, "w", TrialOutcome(TrialState.COMPLETE, 0.5), attempt=1)
     )
-    done = storage.trial(first.id)
+    done = helpers.trial(storage, first.id)
     assert progress is not None and done is not None and done.finished_at is not None
     assert before <= done.finished_at <= after and done.lease_expires_at is None
 
@@ -89,8 +91,8 @@ def test_requeue_expired_compares_leases_with_the_database_clock(
 ) -> None:
     study = make_study(3)
     live, expired, _ = storage.trials(study.id)
-    held = storage.claim(live.id, "w", 3600)
-    short = storage.claim(expired.id, "w", 0.001)
+    held = helpers.claim(storage, live.id, "w", 3600)
+    short = helpers.claim(storage, expired.id, "w", 0.001)
     assert held is not None and held.lease_expires_at is not None
     assert short is not None and short.lease_expires_at is not None
     _wait_past(storage, short.lease_expires_at)
@@ -121,9 +123,9 @@ def test_sqlite_stores_sqlalchemy_fixed_width_text(sqlite_url: str) -> None:
     storage.upgrade()
     study, _ = storage.create_study("s", "{}", "h", "maximize", draft(0, 2, 0))
     first, second = storage.trials(study.id)
-    storage.claim(first.id, "w", 5)
+    helpers.claim(storage, first.id, "w", 5)
     storage.mark_enqueued([second.id])
-    storage.finish(first.id, "w", TrialState.COMPLETE, 1.0)
+    storage.finish(first.id, "w", TrialOutcome(TrialState.COMPLETE, 1.0))
     columns = "created_at, started_at, finished_at, enqueued_at"
     with storage.engine.connect() as conn:
         rows = conn.exec_driver_sql(f"select {columns} from hpo_trials").all()
@@ -137,17 +139,17 @@ def test_sqlite_stores_sqlalchemy_fixed_width_text(sqlite_url: str) -> None:
 
 SKEWED_CLIENT = """
 import json, sys, time
-from hpo.storage import Storage
+from hpo.storage import Storage, TrialOutcome
 storage = Storage(sys.argv[1])
 study, live, never, mine = (int(a) for a in sys.argv[2:])
 out = {"clock": time.time()}
 out["moved"] = storage.requeue_expired(study_id=study)
 out["undelivered"] = [t.id for t in storage.undelivered(10, study_id=study)]
-claimed = storage.claim(mine, "skewed", 6)
+claimed, _ = storage.claim_with_study(mine, "skewed", 6)
 out["lease"] = (claimed.lease_expires_at - claimed.started_at).total_seconds()
 out["alive"] = storage.heartbeat(mine, "skewed", 60, attempt=claimed.attempts)
 out["enqueued"] = storage.mark_enqueued([never])
-out["finished"] = storage.finish(live, "parent", "COMPLETE", 1.0, attempt=1) is not None
+out["finished"] = storage.finish(live, "parent", TrialOutcome("COMPLETE", 1.0), attempt=1) is not None
 print(json.dumps(out))
 """
 
@@ -172,8 +174,8 @@ def test_a_client_an_hour_off_writes_and_judges_by_the_database_clock(
 ) -> None:
     study = make_study(5)
     live, expired, fresh, never, mine = (t.id for t in storage.trials(study.id))
-    assert storage.claim(live, "parent", 3600) is not None
-    short = storage.claim(expired, "parent", 0.001)
+    assert helpers.claim(storage, live, "parent", 3600) is not None
+    short = helpers.claim(storage, expired, "parent", 0.001)
     assert short is not None and short.lease_expires_at is not None
     storage.mark_enqueued([fresh])
     _wait_past(storage, short.lease_expires_at)
@@ -186,7 +188,7 @@ def test_a_client_an_hour_off_writes_and_judges_by_the_database_clock(
     assert out["undelivered"] == [expired, never, mine]
     assert out["lease"] == 6 and out["alive"] and out["enqueued"] == 1 and out["finished"]
     # ... and wrote its own with it, as the parent sees them.
-    claimed, done = storage.trial(mine), storage.trial(live)
+    claimed, done = helpers.trial(storage, mine), helpers.trial(storage, live)
     assert claimed is not None and claimed.started_at is not None and claimed.lease_expires_at is not None
     assert before <= claimed.started_at <= after
     minute = timedelta(seconds=60)

@@ -9,7 +9,16 @@ from collections.abc import Iterator
 import optuna
 import pytest
 
-from hpo.storage import StageDraft, Storage, StorageError, StudyExistsError, StudyRow, StudyState, TrialState
+from hpo.storage import (
+    StageDraft,
+    Storage,
+    StorageError,
+    StudyExistsError,
+    StudyRow,
+    StudyState,
+    TrialOutcome,
+    TrialState,
+)
 
 from .conftest import draft
 
@@ -137,7 +146,7 @@ def _optuna_state(storage: Storage, name: str) -> tuple[object, ...]:
 def _one_mirrored_trial(storage: Storage, name: str) -> StudyRow:
     study, _ = storage.create_study(name, "{}", "h", "maximize", draft(0, 2, 0))
     trial = storage.claim_next(study.id, "w", 60)
-    assert trial is not None and storage.finish(trial.id, "w", "COMPLETE", 0.5)
+    assert trial is not None and storage.finish(trial.id, "w", TrialOutcome("COMPLETE", 0.5))
     assert storage.mirror(study.id) == 1
     return storage.get_study(name)
 
@@ -186,5 +195,7 @@ def test_delete_removes_the_optuna_study(storage: Storage, name: str) -> None:
     storage.delete_study(name)
     assert _optuna_id(storage, name) is None
     assert storage.find_study(name) is None
-    assert not storage.finish(running.id, "w", "COMPLETE", 1.0)  # a late result after the delete
+    assert not storage.finish(
+        running.id, "w", TrialOutcome("COMPLETE", 1.0)
+    )  # a late result after the delete
     assert _optuna_id(storage, name) is None

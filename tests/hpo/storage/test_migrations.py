@@ -20,15 +20,15 @@ from hpo.storage import (
     head_revision,
     upgrade,
 )
-from hpo.storage._migrate import HEAD_REVISION, include_name, include_object, script_location
+from hpo.storage._migrate import expected_revision, include_name, include_object, script_location
 from hpo.storage._models import metadata
 
 from .conftest import draft
 
-HEAD = "0005"  # the newest migration; bump with each new file in migrations/versions
-
 HPO_TABLES = {"hpo_studies", "hpo_stages", "hpo_trials", VERSION_TABLE}
 REPO = Path(__file__).resolve().parents[3]
+# The newest migration: one file per revision, numbered from 0001.
+HEAD = f"{len(list((REPO / 'migrations' / 'versions').glob('[0-9]*.py'))):04d}"
 
 
 def _tables(url: str) -> set[str]:
@@ -57,7 +57,15 @@ def _optuna_objective(trial: optuna.Trial) -> float:
 def test_script_location_is_the_top_level_migrations_dir() -> None:
     assert script_location().resolve() == (REPO / "migrations").resolve()
     assert head_revision() == HEAD  # the newest file in migrations/versions
-    assert HEAD_REVISION == HEAD  # what check_schema expects, without importing Alembic
+    assert expected_revision() == HEAD  # what check_schema expects, without importing Alembic
+    # Every version file is named by its revision, and they form one chain from 0001.
+    from alembic.script import ScriptDirectory
+
+    scripts = ScriptDirectory(str(script_location()))
+    chain = [s.revision for s in scripts.walk_revisions()][::-1]
+    assert chain == [f"{i:04d}" for i in range(1, len(chain) + 1)]
+    files = sorted(p.name[:4] for p in (script_location() / "versions").glob("*.py"))
+    assert files == chain
 
 
 def test_upgrade_empty_database_to_head(fresh_url: str) -> None:
@@ -165,8 +173,12 @@ def test_module_upgrade_command(sqlite_url: str) -> None:
 
 def test_import_does_no_work() -> None:
     code = (
+        "import os; hooks = []; real = os.register_at_fork; "
+        "os.register_at_fork = lambda **kw: (hooks.append(kw), real(**kw)); "
         "import sys, hpo.storage, hpo.storage._engine as e; "
         "assert not e._engines, e._engines; "
+        # The caches' fork hooks are registered at their first use, not at import.
+        "assert not [h for h in hooks if h['after_in_child'].__module__.startswith('hpo')], hooks; "
         "assert 'optuna' not in sys.modules and 'psycopg' not in sys.modules; "
         "print('ok')"
     )

@@ -13,10 +13,11 @@ import sqlalchemy as sa
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState as OptunaState
 
-from hpo.storage import Storage, StorageError, StudyRow, TrialState, encode_space
+from hpo.storage import Storage, StorageError, StudyRow, TrialOutcome, TrialState, encode_space
 from hpo.storage._models import Trial
 from hpo.storage._optuna_mirror import METRIC_NAMES_ATTR
 
+from . import helpers
 from .conftest import SPACE, draft
 
 MakeStudy = Callable[..., StudyRow]
@@ -58,16 +59,22 @@ def assert_optuna_view_agrees(storage: Storage, study: StudyRow) -> None:
 
 def _run(storage: Storage, study: StudyRow, stage: int, worker: str = "w") -> None:
     for trial in storage.trials(study.id, states=["PENDING"], stage=stage):
-        claimed = storage.claim(trial.id, worker, 60)
+        claimed = helpers.claim(storage, trial.id, worker, 60)
         assert claimed is not None
         steps = {1: 0.1 * (trial.number % 5), 2: 0.1 * (trial.number % 5) + 0.05}
         kind = trial.number % 4
         if kind == 0:
-            assert storage.finish(trial.id, worker, "FAIL", reason="diverged", intermediate={1: 0.01})
+            assert storage.finish(
+                trial.id, worker, TrialOutcome("FAIL", reason="diverged", intermediate={1: 0.01})
+            )
         elif kind == 1:
-            assert storage.finish(trial.id, worker, "PRUNED", reason="median rule", intermediate=steps)
+            assert storage.finish(
+                trial.id, worker, TrialOutcome("PRUNED", reason="median rule", intermediate=steps)
+            )
         else:
-            assert storage.finish(trial.id, worker, "COMPLETE", steps[2] + 0.5, intermediate=steps)
+            assert storage.finish(
+                trial.id, worker, TrialOutcome("COMPLETE", steps[2] + 0.5, intermediate=steps)
+            )
     storage.mirror(study.id)
 
 
@@ -94,14 +101,14 @@ def test_parameters_outside_their_space_and_int_params(storage: Storage, make_st
     study = make_study(1, space=space)
     row = storage.trials(study.id)[0]
     # Out of its space (e.g. float rounding at an edge, or a value a caller forced), and an unknown param.
-    storage.set_stage_space(study.id, 0, encode_space(space))
+    helpers.set_stage_space(storage, study.id, 0, encode_space(space))
     forced = {"lr": 0.0100000001, "weight_decay": 1e-6, "activation": "relu", "batch": 160}
     with storage.engine.begin() as conn:
         conn.execute(
             sa.update(Trial).where(Trial.id == row.id).values(params=json.dumps({**forced, "extra": 3}))
         )
-    claimed = storage.claim(row.id, "w", 60)
-    assert claimed is not None and storage.finish(row.id, "w", "COMPLETE", 0.5)
+    claimed = helpers.claim(storage, row.id, "w", 60)
+    assert claimed is not None and storage.finish(row.id, "w", TrialOutcome("COMPLETE", 0.5))
     assert storage.mirror(study.id) == 1
     [ft] = optuna.load_study(study_name=study.name, storage=storage.url).trials
     assert ft.params == forced
@@ -159,6 +166,21 @@ def test_deleted_optuna_study_is_recreated_by_sync(storage: Storage, make_study:
     assert_optuna_view_agrees(storage, study)
 
 
+def test_deleted_optuna_trials_are_written_again_by_sync(storage: Storage, make_study: MakeStudy) -> None:
+    study = make_study(5)
+    _run(storage, study, 0)
+    lost = [t.optuna_trial_id for t in storage.trials(study.id)[-3:]]  # the last: Optuna counts numbers
+    assert None not in lost
+    helpers.delete_optuna_trials(storage, [i for i in lost if i is not None])
+    assert len(optuna.load_study(study_name=study.name, storage=storage.url).trials) == 2
+    assert storage.mirror(study.id) == 0  # an ordinary mirror trusts hpo's record ...
+    assert storage.sync(study.id) == 3  # ... the repair checks it against Optuna's rows
+    assert storage.sync(study.id) == 0
+    assert_optuna_view_agrees(storage, study)
+    numbers = [ft.number for ft in optuna.load_study(study_name=study.name, storage=storage.url).trials]
+    assert sorted(numbers) == list(range(5))
+
+
 def test_mirrors_and_syncs_racing_finishes_write_each_trial_once(
     storage: Storage, make_study: MakeStudy
 ) -> None:
@@ -176,7 +198,9 @@ def test_mirrors_and_syncs_racing_finishes_write_each_trial_once(
     def worker(name: str) -> None:
         try:
             while (trial := storage.claim_next(study.id, name, 60)) is not None:
-                assert storage.finish(trial.id, name, "COMPLETE", float(trial.number), intermediate={1: 0.5})
+                assert storage.finish(
+                    trial.id, name, TrialOutcome("COMPLETE", float(trial.number), intermediate={1: 0.5})
+                )
                 storage.mirror(study.id)
         except BaseException as exc:
             errors.append(exc)

@@ -10,7 +10,7 @@ from typing import Any
 import optuna
 import pytest
 
-from hpo.storage import Storage, TrialState
+from hpo.storage import Storage, TrialOutcome, TrialState
 
 from .conftest import draft
 
@@ -26,13 +26,16 @@ def _work(url: str, study_id: int, worker: str, queue: Any) -> None:
         while (trial := storage.claim_next(study_id, worker, 60)) is not None:
             assert storage.heartbeat(trial.id, worker, 60, intermediate={1: 0.5}, attempt=trial.attempts)
             if storage.finish(
-                trial.id, worker, "COMPLETE", trial.number / 1000, intermediate={1: 0.5, 2: 0.6}, attempt=1
+                trial.id,
+                worker,
+                TrialOutcome("COMPLETE", trial.number / 1000, intermediate={1: 0.5, 2: 0.6}),
+                attempt=1,
             ):
                 done.append(trial.id)
             if trial.number % 7 == 0:  # mirrors racing each other and the finishes
                 storage.mirror(study_id)
             # A second delivery of the same result is harmless.
-            assert not storage.finish(trial.id, worker, "COMPLETE", 0.0)
+            assert not storage.finish(trial.id, worker, TrialOutcome("COMPLETE", 0.0))
         queue.put((worker, done, None))
     except BaseException:
         queue.put((worker, [], traceback.format_exc()))

@@ -16,9 +16,11 @@ from hpo.storage import (
     StudyNotFoundError,
     StudyRow,
     StudyState,
+    TrialOutcome,
     TrialState,
 )
 
+from . import helpers
 from .conftest import SPACE, draft
 
 LATER = timedelta(hours=1)
@@ -32,23 +34,23 @@ def _later() -> datetime:
 
 def _finish_stage(storage: Storage, study: StudyRow, stage: int) -> None:
     for trial in storage.trials(study.id, states=[TrialState.PENDING], stage=stage):
-        claimed = storage.claim(trial.id, "w", 60)
+        claimed = helpers.claim(storage, trial.id, "w", 60)
         assert claimed is not None
         assert storage.finish(
-            trial.id, "w", TrialState.COMPLETE, float(trial.number), attempt=claimed.attempts
+            trial.id, "w", TrialOutcome(TrialState.COMPLETE, float(trial.number)), attempt=claimed.attempts
         )
 
 
 def test_claim_is_exclusive(storage: Storage, make_study: MakeStudy) -> None:
     study = make_study(3)
     first = storage.trials(study.id)[0]
-    claimed = storage.claim(first.id, "w1", 30)
+    claimed = helpers.claim(storage, first.id, "w1", 30)
     assert claimed is not None
     assert (claimed.state, claimed.worker, claimed.attempts) == (TrialState.RUNNING, "w1", 1)
     assert claimed.started_at is not None and claimed.lease_expires_at is not None
     assert claimed.lease_expires_at.tzinfo is not None and claimed.lease_expires_at > claimed.started_at
-    assert storage.claim(first.id, "w2", 30) is None
-    assert storage.trial(first.id).worker == "w1"  # type: ignore[union-attr]
+    assert helpers.claim(storage, first.id, "w2", 30) is None
+    assert helpers.trial(storage, first.id).worker == "w1"  # type: ignore[union-attr]
     # claim_next takes the oldest pending trial, then the next, then nothing.
     assert [storage.claim_next(study.id, "w2", 30).number for _ in range(2)] == [1, 2]  # type: ignore[union-attr]
     assert storage.claim_next(study.id, "w2", 30) is None
@@ -64,7 +66,7 @@ def test_claim_next_any_study_skips_stopped_studies(sqlite_url: str) -> None:
     got = storage.claim_next(None, "w", 30)
     assert got is not None and got.study_id == b.id
     assert storage.claim_next(None, "w", 30) is None
-    assert storage.claim(storage.trials(a.id)[0].id, "w", 30) is None  # cancelled study
+    assert helpers.claim(storage, storage.trials(a.id)[0].id, "w", 30) is None  # cancelled study
 
 
 def test_heartbeat(storage: Storage, make_study: MakeStudy) -> None:
@@ -72,14 +74,14 @@ def test_heartbeat(storage: Storage, make_study: MakeStudy) -> None:
     trial = storage.claim_next(study.id, "w1", 5)
     assert trial is not None
     assert storage.heartbeat(trial.id, "w1", 60, curves=[{"epoch": 1, "val_acc": 0.5}], intermediate={1: 0.5})
-    after = storage.trial(trial.id)
+    after = helpers.trial(storage, trial.id)
     assert after is not None and after.lease_expires_at is not None and trial.lease_expires_at is not None
     assert after.lease_expires_at > trial.lease_expires_at
     assert after.curves == [{"epoch": 1, "val_acc": 0.5}]
     assert after.intermediate == {1: 0.5}
-    assert storage.intermediate_values(study.id, 0) == {trial.number: {1: 0.5}}
+    assert helpers.intermediate_values(storage, study.id, 0) == {trial.number: {1: 0.5}}
     assert storage.heartbeat(trial.id, "w1", 60)  # curves untouched when not given
-    assert storage.trial(trial.id).curves == [{"epoch": 1, "val_acc": 0.5}]  # type: ignore[union-attr]
+    assert helpers.trial(storage, trial.id).curves == [{"epoch": 1, "val_acc": 0.5}]  # type: ignore[union-attr]
     assert not storage.heartbeat(trial.id, "w2", 60)  # not this worker's claim
     assert not storage.heartbeat(trial.id, "w1", 60, attempt=2)  # an older/newer claim of the same name
     assert storage.heartbeat(trial.id, "w1", 60, attempt=1)
@@ -94,8 +96,8 @@ def test_heartbeat_tells_the_worker_about_a_cancel(storage: Storage, make_study:
     cancelled = storage.cancel_study(study.name)
     assert cancelled.state == StudyState.CANCELLED
     assert not storage.heartbeat(trial.id, "w1", 60)
-    assert not storage.finish(trial.id, "w1", TrialState.COMPLETE, 1.0)  # late result ignored
-    back = storage.trial(trial.id)
+    assert not storage.finish(trial.id, "w1", TrialOutcome(TrialState.COMPLETE, 1.0))  # late result ignored
+    back = helpers.trial(storage, trial.id)
     assert back is not None
     assert (back.state, back.attempts, back.worker) == (TrialState.PENDING, 0, None)  # not counted
     assert storage.claim_next(study.id, "w1", 60) is None  # nothing runs while cancelled
@@ -109,19 +111,21 @@ def test_finish_once(storage: Storage, make_study: MakeStudy) -> None:
     study = make_study(2)
     trial = storage.claim_next(study.id, "w1", 60)
     assert trial is not None
-    assert storage.finish(trial.id, "w1", "COMPLETE", 0.75, None, [{"epoch": 1}], {1: 0.7, 2: 0.75})
-    done = storage.trial(trial.id)
+    assert storage.finish(
+        trial.id, "w1", TrialOutcome("COMPLETE", 0.75, None, [{"epoch": 1}], {1: 0.7, 2: 0.75})
+    )
+    done = helpers.trial(storage, trial.id)
     assert done is not None
     assert (done.state, done.value, done.intermediate) == (TrialState.COMPLETE, 0.75, {1: 0.7, 2: 0.75})
     assert done.finished and done.finished_at is not None and done.lease_expires_at is None
     # A second delivery changes nothing.
-    assert not storage.finish(trial.id, "w1", "FAIL", None, "again")
-    assert not storage.finish(trial.id, "w1", "COMPLETE", 0.1)
-    assert storage.trial(trial.id) == done
+    assert not storage.finish(trial.id, "w1", TrialOutcome("FAIL", None, "again"))
+    assert not storage.finish(trial.id, "w1", TrialOutcome("COMPLETE", 0.1))
+    assert helpers.trial(storage, trial.id) == done
     # Unfinished or unclaimed trials cannot be finished.
     other = storage.trials(study.id, states=["PENDING"])[0]
-    assert not storage.finish(other.id, "w1", "COMPLETE", 0.5)
-    assert storage.trial(other.id).state == TrialState.PENDING  # type: ignore[union-attr]
+    assert not storage.finish(other.id, "w1", TrialOutcome("COMPLETE", 0.5))
+    assert helpers.trial(storage, other.id).state == TrialState.PENDING  # type: ignore[union-attr]
 
 
 def test_finish_validates_the_result(storage: Storage, make_study: MakeStudy) -> None:
@@ -129,14 +133,14 @@ def test_finish_validates_the_result(storage: Storage, make_study: MakeStudy) ->
     trial = storage.claim_next(study.id, "w", 60)
     assert trial is not None
     with pytest.raises(ValueError, match="value"):
-        storage.finish(trial.id, "w", "COMPLETE", None)
+        storage.finish(trial.id, "w", TrialOutcome("COMPLETE", None))
     with pytest.raises(ValueError, match="value"):
-        storage.finish(trial.id, "w", "COMPLETE", float("nan"))
+        storage.finish(trial.id, "w", TrialOutcome("COMPLETE", float("nan")))
     with pytest.raises(ValueError, match="reason"):
-        storage.finish(trial.id, "w", "FAIL")
+        storage.finish(trial.id, "w", TrialOutcome("FAIL"))
     with pytest.raises(ValueError, match="final state"):
-        storage.finish(trial.id, "w", "RUNNING", 1.0)
-    assert storage.trial(trial.id).state == TrialState.RUNNING  # type: ignore[union-attr]
+        storage.finish(trial.id, "w", TrialOutcome("RUNNING", 1.0))
+    assert helpers.trial(storage, trial.id).state == TrialState.RUNNING  # type: ignore[union-attr]
 
 
 def test_late_finish_after_lease_takeover(storage: Storage, make_study: MakeStudy) -> None:
@@ -144,13 +148,13 @@ def test_late_finish_after_lease_takeover(storage: Storage, make_study: MakeStud
     first = storage.claim_next(study.id, "w1", 1)
     assert first is not None
     assert storage.requeue_expired(now=_later(), study_id=study.id) == [first.id]
-    assert storage.trial(first.id).state == TrialState.PENDING  # type: ignore[union-attr]
+    assert helpers.trial(storage, first.id).state == TrialState.PENDING  # type: ignore[union-attr]
     second = storage.claim_next(study.id, "w2", 60)
     assert second is not None and second.id == first.id and second.attempts == 2
     assert not storage.heartbeat(first.id, "w1", 60)
-    assert not storage.finish(first.id, "w1", "COMPLETE", 0.1)  # the old claim is gone
-    assert storage.finish(first.id, "w2", "COMPLETE", 0.9, attempt=2)
-    assert storage.trial(first.id).value == 0.9  # type: ignore[union-attr]
+    assert not storage.finish(first.id, "w1", TrialOutcome("COMPLETE", 0.1))  # the old claim is gone
+    assert storage.finish(first.id, "w2", TrialOutcome("COMPLETE", 0.9), attempt=2)
+    assert helpers.trial(storage, first.id).value == 0.9  # type: ignore[union-attr]
 
 
 def test_same_worker_name_old_claim_is_refused_with_attempt(storage: Storage, make_study: MakeStudy) -> None:
@@ -160,8 +164,8 @@ def test_same_worker_name_old_claim_is_refused_with_attempt(storage: Storage, ma
     storage.requeue_expired(now=_later(), study_id=study.id)
     second = storage.claim_next(study.id, "host-1", 60)
     assert second is not None
-    assert not storage.finish(first.id, "host-1", "COMPLETE", 0.1, attempt=first.attempts)
-    assert storage.finish(first.id, "host-1", "COMPLETE", 0.2, attempt=second.attempts)
+    assert not storage.finish(first.id, "host-1", TrialOutcome("COMPLETE", 0.1), attempt=first.attempts)
+    assert storage.finish(first.id, "host-1", TrialOutcome("COMPLETE", 0.2), attempt=second.attempts)
 
 
 def test_requeue_expired_with_attempt_cap(storage: Storage, make_study: MakeStudy) -> None:
@@ -170,16 +174,16 @@ def test_requeue_expired_with_attempt_cap(storage: Storage, make_study: MakeStud
     assert live is not None
     target = storage.trials(study.id, states=["PENDING"])[0]
     for attempt in (1, 2):
-        claimed = storage.claim(target.id, f"w{attempt}", 1)
+        claimed = helpers.claim(storage, target.id, f"w{attempt}", 1)
         assert claimed is not None and claimed.attempts == attempt
         assert storage.requeue_expired(now=datetime.now(UTC) + timedelta(seconds=30), study_id=study.id) == [
             target.id
         ]
-    assert storage.claim(target.id, "w3", 1) is not None
+    assert helpers.claim(storage, target.id, "w3", 1) is not None
     assert storage.requeue_expired(now=datetime.now(UTC) + timedelta(seconds=30), study_id=study.id) == [
         target.id
     ]
-    failed = storage.trial(target.id)
+    failed = helpers.trial(storage, target.id)
     assert failed is not None
     assert (failed.state, failed.reason, failed.value) == (
         TrialState.FAIL,
@@ -188,8 +192,8 @@ def test_requeue_expired_with_attempt_cap(storage: Storage, make_study: MakeStud
     )
     assert failed.finished_at is not None
     assert storage.mirror(study.id) == 1
-    assert storage.trial(target.id).optuna_trial_id is not None  # type: ignore[union-attr]  # mirrored as FAIL
-    assert storage.trial(live.id).state == TrialState.RUNNING  # type: ignore[union-attr]  # lease not expired
+    assert helpers.trial(storage, target.id).optuna_trial_id is not None  # type: ignore[union-attr]  # mirrored as FAIL
+    assert helpers.trial(storage, live.id).state == TrialState.RUNNING  # type: ignore[union-attr]  # lease not expired
     assert storage.requeue_expired(now=datetime.now(UTC), study_id=study.id) == []
 
 
@@ -199,7 +203,7 @@ def test_resume_requeue_running(storage: Storage, make_study: MakeStudy) -> None
     assert trial is not None
     resumed = storage.resume_study(study.name, requeue_running=True)
     assert resumed.state == StudyState.RUNNING
-    back = storage.trial(trial.id)
+    back = helpers.trial(storage, trial.id)
     assert back is not None and back.state == TrialState.PENDING and back.attempts == 1
 
 
@@ -210,7 +214,7 @@ def test_fail_study_and_resume(storage: Storage, make_study: MakeStudy) -> None:
     assert storage.fail_study(study.id, "narrowing raised")
     failed = storage.get_study_by_id(study.id)
     assert (failed.state, failed.reason) == (StudyState.FAILED, "narrowing raised")
-    assert storage.trial(trial.id).state == TrialState.PENDING  # type: ignore[union-attr]
+    assert helpers.trial(storage, trial.id).state == TrialState.PENDING  # type: ignore[union-attr]
     assert not storage.fail_study(study.id, "again")  # no-op when not running
     assert storage.get_study_by_id(study.id).reason == "narrowing raised"
     assert not storage.fail_study(10**9, "no such study")
@@ -327,11 +331,11 @@ def test_set_stage_space(storage: Storage, make_study: MakeStudy) -> None:
 
     study = make_study(1)
     narrower = dict(SPACE, lr=FloatDistribution(1e-4, 1e-3, log=True))
-    assert storage.set_stage_space(study.id, 0, encode_space(narrower))
+    assert helpers.set_stage_space(storage, study.id, 0, encode_space(narrower))
     assert decode_space(storage.stages(study.id)[0].space)["lr"] == narrower["lr"]
-    assert not storage.set_stage_space(study.id, 5, encode_space(narrower))
+    assert not helpers.set_stage_space(storage, study.id, 5, encode_space(narrower))
     with pytest.raises(StorageError, match="space"):
-        storage.set_stage_space(study.id, 0, '{"lr": 1}')
+        helpers.set_stage_space(storage, study.id, 0, '{"lr": 1}')
 
 
 def test_timestamps_are_utc(storage: Storage, make_study: MakeStudy) -> None:
@@ -348,7 +352,7 @@ def test_lookups_and_delete(storage: Storage, make_study: MakeStudy) -> None:
     assert storage.get_study(study.name) == study
     assert storage.get_study_by_id(study.id) == study
     assert study.id in [s.id for s in storage.list_studies()]
-    assert storage.trial(10**9) is None
+    assert helpers.trial(storage, 10**9) is None
     storage.delete_study(study.name)
     assert storage.find_study(study.name) is None
     assert storage.trials(study.id) == [] and storage.stages(study.id) == []
@@ -382,7 +386,7 @@ def _forked_claim(storage: Storage, study_id: int, parent_engine_id: int, queue:
     assert id(storage.engine) != parent_engine_id
     trial = storage.claim_next(study_id, "child", 60)
     assert trial is not None
-    assert storage.finish(trial.id, "child", "COMPLETE", 1.0)
+    assert storage.finish(trial.id, "child", TrialOutcome("COMPLETE", 1.0))
     queue.put("ok")  # type: ignore[attr-defined]
 
 
@@ -393,7 +397,7 @@ def test_release_on_purpose_does_not_count_the_attempt(storage: Storage, make_st
     assert storage.heartbeat(trial.id, "w1", 60, curves=[{"epoch": 1}], intermediate={1: 0.3})
     assert not storage.release(trial.id, "w2")  # not this worker's claim
     assert storage.release(trial.id, "w1", attempt=1)
-    back = storage.trial(trial.id)
+    back = helpers.trial(storage, trial.id)
     assert back is not None
     assert (back.state, back.attempts, back.worker, back.curves, back.intermediate) == (
         TrialState.PENDING,
@@ -403,17 +407,17 @@ def test_release_on_purpose_does_not_count_the_attempt(storage: Storage, make_st
         None,
     )
     assert not storage.release(trial.id, "w1")  # no longer running
-    assert not storage.finish(trial.id, "w1", "COMPLETE", 1.0)
+    assert not storage.finish(trial.id, "w1", TrialOutcome("COMPLETE", 1.0))
 
 
 def test_release_of_a_lost_worker_counts_and_caps(storage: Storage, make_study: MakeStudy) -> None:
     study = make_study(1)
     trial_id = storage.trials(study.id)[0].id
     for attempt in (1, 2, 3):
-        claimed = storage.claim(trial_id, f"pid-{attempt}", 60)
+        claimed = helpers.claim(storage, trial_id, f"pid-{attempt}", 60)
         assert claimed is not None and claimed.attempts == attempt
         assert storage.release(trial_id, f"pid-{attempt}", worker_lost=True, max_attempts=3)
-    failed = storage.trial(trial_id)
+    failed = helpers.trial(storage, trial_id)
     assert failed is not None
     assert (failed.state, failed.reason) == (TrialState.FAIL, "worker lost 3 times (attempt cap)")
     assert storage.mirror(study.id) == 1 and storage.mirror(study.id) == 0

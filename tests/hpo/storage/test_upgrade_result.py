@@ -13,9 +13,9 @@ from optuna.storages import RDBStorage
 from hpo.storage import Storage, StorageError, UpgradeResult, create_engine, upgrade
 from hpo.storage._engine import redact
 from hpo.storage._errors import create_hint
-from hpo.storage._migrate import HEAD_REVISION, alembic_config
+from hpo.storage._migrate import alembic_config, expected_revision
 
-HEAD = HEAD_REVISION
+HEAD = expected_revision()
 SECRET = "s3cr3t-pw"
 
 

@@ -1,0 +1,145 @@
+"""Reads of :class:`~hpo.storage.Storage`: studies, stages, trials, and the counts they move on.
+
+Every read runs in a read-only transaction (deferred on SQLite: it never waits for writers) and
+returns plain frozen rows (:mod:`._rows`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from ._base import UNFINISHED, G, S, StorageBase, T
+from ._errors import StudyNotFoundError
+from ._models import TrialState
+from ._rows import StageRow, StudyProgress, StudyRow, TrialRow, row_from
+
+__all__ = ["Queries"]
+
+
+@functools.cache
+def _progress_query() -> sa.Select[Any]:
+    """:meth:`Queries.progress`'s statement, built once (``:study_id`` bound at execution)."""
+
+    def count(*where: Any) -> Any:
+        return sa.select(sa.func.count()).where(T.c.study_id == S.c.id, *where).scalar_subquery()
+
+    in_stage = T.c.stage == S.c.current_stage
+    return sa.select(
+        S,
+        count(T.c.state == TrialState.FAIL.value).label("n_failed"),
+        count(in_stage).label("n_created"),
+        count(in_stage, T.c.state.in_(UNFINISHED)).label("n_unfinished"),
+    ).where(S.c.id == sa.bindparam("study_id"))
+
+
+class Queries(StorageBase):
+    """The reads: studies by name or id, a study's stages and trials, its best trials and counts."""
+
+    # -- studies -----------------------------------------------------------------------------
+
+    def find_study(self, name: str) -> StudyRow | None:
+        """The study called ``name``, or ``None``."""
+        with self._read() as conn:
+            m = conn.execute(sa.select(S).where(S.c.name == name)).mappings().first()
+        return None if m is None else row_from(StudyRow, m)
+
+    def get_study(self, name: str) -> StudyRow:
+        """The study called ``name``.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        study = self.find_study(name)
+        if study is None:
+            raise StudyNotFoundError(f"no study named {name!r}")
+        return study
+
+    def get_study_by_id(self, study_id: int) -> StudyRow:
+        """The study with id ``study_id``.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        with self._read() as conn:
+            m = conn.execute(sa.select(S).where(S.c.id == study_id)).mappings().first()
+        if m is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        return row_from(StudyRow, m)
+
+    def list_studies(self) -> list[StudyRow]:
+        """Every study, oldest first."""
+        with self._read() as conn:
+            return [row_from(StudyRow, m) for m in conn.execute(sa.select(S).order_by(S.c.id)).mappings()]
+
+    def stages(self, study_id: int) -> list[StageRow]:
+        """The stages of a study, by index."""
+        with self._read() as conn:
+            rows = conn.execute(sa.select(G).where(G.c.study_id == study_id).order_by(G.c.index))
+            return [row_from(StageRow, m) for m in rows.mappings()]
+
+    # -- trials ------------------------------------------------------------------------------
+
+    def trials(
+        self, study_id: int, states: Iterable[TrialState | str] | None = None, stage: int | None = None
+    ) -> list[TrialRow]:
+        """Trials of a study by number, optionally only those in ``states`` and/or of one stage."""
+        query = sa.select(T).where(T.c.study_id == study_id).order_by(T.c.number)
+        if states is not None:
+            query = query.where(T.c.state.in_([TrialState(s).value for s in states]))
+        if stage is not None:
+            query = query.where(T.c.stage == stage)
+        with self._read() as conn:
+            return [row_from(TrialRow, m) for m in conn.execute(query).mappings()]
+
+    def best_trials(self, study_id: int, direction: str, k: int = 1) -> list[TrialRow]:
+        """The ``k`` best COMPLETE trials, best first; ties go to the later stage (longer training),
+        then the lower number. Sorted in SQL, so a progress display never reads every trial.
+        """
+        order = T.c.value.desc() if direction == "maximize" else T.c.value.asc()
+        query = (
+            sa.select(T)
+            .where(T.c.study_id == study_id, T.c.state == TrialState.COMPLETE.value)
+            .where(T.c.value.is_not(None))
+            .order_by(order, T.c.stage.desc(), T.c.number)
+            .limit(k)
+        )
+        with self._read() as conn:
+            return [row_from(TrialRow, m) for m in conn.execute(query).mappings()]
+
+    def counts(self, study_id: int, stage: int | None = None) -> dict[TrialState, int]:
+        """Number of trials in each state (every state present, zeros included)."""
+        query = sa.select(T.c.state, sa.func.count()).where(T.c.study_id == study_id).group_by(T.c.state)
+        if stage is not None:
+            query = query.where(T.c.stage == stage)
+        out = dict.fromkeys(TrialState, 0)
+        with self._read() as conn:
+            for state, n in conn.execute(query):
+                out[TrialState(state)] = int(n)
+        return out
+
+    def progress(self, study_id: int) -> StudyProgress:
+        """The study with the counts :func:`hpo.advance` decides on, in one statement.
+
+        The stage counts are index ranges of the current stage, so the cost does not grow with the
+        stages before it.
+
+        Raises:
+            StudyNotFoundError: No such study.
+        """
+        with self._read() as conn:
+            return self._progress(conn, study_id)
+
+    @staticmethod
+    def _progress(conn: Connection, study_id: int) -> StudyProgress:
+        """:meth:`progress` in the caller's transaction (``finish`` reads it in its own)."""
+        m = conn.execute(_progress_query(), {"study_id": study_id}).mappings().first()
+        if m is None:
+            raise StudyNotFoundError(f"no study with id {study_id}")
+        return StudyProgress(
+            row_from(StudyRow, m), int(m["n_failed"]), int(m["n_created"]), int(m["n_unfinished"])
+        )
