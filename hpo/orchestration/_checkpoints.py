@@ -87,17 +87,17 @@ class TrialCheckpoints:
             return
         t = self.trial
         try:
-            previous = self.storage.record_checkpoint(t.id, self.worker, t.attempts, artifact, epoch)
+            record = self.storage.record_checkpoint(t.id, self.worker, t.attempts, artifact, epoch)
         except Exception as exc:
             log.warning("trial %s: checkpoint at epoch %s not recorded: %s", t.number, epoch, exc)
             self._remove(artifact)
             return
-        if previous is False:  # the claim was lost: the row is another attempt's now
+        if not record.recorded:  # the claim was lost: the row is another attempt's now
             self._remove(artifact)
             return
         self.latest = artifact
-        if isinstance(previous, str):
-            self._remove(previous)
+        if record.previous is not None:
+            self._remove(record.previous)
 
     def save_model(self) -> str | None:
         """Put the run's final checkpoint (its model); its artifact id, or None."""
