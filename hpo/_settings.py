@@ -14,6 +14,9 @@ class Settings(BaseSettings):
 
     Attributes:
         database_url: SQLAlchemy URL of the results database (``HPO_DATABASE_URL``).
+        artifacts: Artifact store of the studies submitted (``HPO_ARTIFACTS``): a folder
+            (``file:///DIR`` or a path) or ``s3://BUCKET/PREFIX``; unset: beside a SQLite database
+            file, else ``./hpo-artifacts`` (see :func:`hpo.artifacts.resolve_store_url`).
         broker_url: Celery broker URL (``HPO_BROKER_URL``); unset means local execution.
         workers: Local worker processes (``HPO_WORKERS``); 0 means one per core.
         blas_coretype: OpenBLAS kernels of training processes (``HPO_BLAS_CORETYPE``): ``auto``
@@ -34,6 +37,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
 
     database_url: str = "sqlite:///hpo.db"
+    artifacts: str | None = None
     broker_url: str | None = None
     workers: int = 0
     blas_coretype: str = "auto"

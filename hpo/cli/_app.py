@@ -96,6 +96,11 @@ def exit_code_for(exc: BaseException) -> int | None:
 
         if isinstance(exc, ModelNotFoundError):
             return EXIT_BAD_INPUT
+    if "hpo.artifacts" in sys.modules:
+        from hpo.artifacts import ArtifactStoreError
+
+        if isinstance(exc, ArtifactStoreError):
+            return EXIT_BAD_INPUT
     if "hpo.storage" in sys.modules:
         from hpo.storage import StudyExistsError, StudyNotFoundError, StudyStateError
 

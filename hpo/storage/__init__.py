@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+from ._checkpoints import CheckpointRecord
 from ._engine import create_engine
 from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudyStateError
 from ._migrate import VERSION_TABLE, UpgradeResult, current_revision, head_revision, upgrade
@@ -27,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
     "FINISHED_STATES",
     "VERSION_TABLE",
+    "CheckpointRecord",
     "StageDraft",
     "StageRow",
     "StageState",

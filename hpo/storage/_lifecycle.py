@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from . import _optuna_mirror as optuna_mirror
 from ._base import DEFAULT_MAX_ATTEMPTS, RollbackError, S, T
+from ._checkpoints import Checkpoints, study_artifact_ids
 from ._clock import db_now
 from ._engine import advisory_lock
 from ._errors import StudyExistsError, StudyStateError
@@ -28,7 +29,7 @@ from ._view import View, name_taken, spec_metric
 __all__ = ["Lifecycle"]
 
 
-class Lifecycle(Stages, TrialStates, View):
+class Lifecycle(Stages, TrialStates, Checkpoints, View):
     """Studies from creation to deletion: their state, test result and runner; stops and resumes."""
 
     # -- creation ----------------------------------------------------------------------------
@@ -43,6 +44,7 @@ class Lifecycle(Stages, TrialStates, View):
         *,
         queue: str | None = None,
         metric_name: str | None = None,
+        artifacts: str | None = None,
     ) -> tuple[StudyRow, bool]:
         """Create a study with its first stage and that stage's ``PENDING`` trials, in one transaction.
 
@@ -58,6 +60,9 @@ class Lifecycle(Stages, TrialStates, View):
             queue: The message queue its trials go to (None: local processes run it).
             metric_name: The objective's name in the Optuna study (``val_acc``, ``val_loss``);
                 None: the spec's ``objective.metric``, if ``spec_json`` names one.
+            artifacts: URL of the artifact store its trials' checkpoints and models go to (see
+                :func:`hpo.artifacts.resolve_store_url`; the caller has checked it). A study that
+                exists already keeps its own.
 
         Returns:
             ``(study, created)``; ``created`` is ``False`` when the study already existed.
@@ -79,6 +84,7 @@ class Lifecycle(Stages, TrialStates, View):
             "spec_hash": spec_hash,
             "direction": direction,
             "queue": queue,
+            "artifacts": artifacts,
         }
         try:
             study_id = self._insert_study(study, first_stage, metric_name or spec_metric(spec_json))
@@ -267,7 +273,7 @@ class Lifecycle(Stages, TrialStates, View):
                 self._requeue(conn, [T.c.study_id == study.id], max_attempts)
         return self.get_study(name)
 
-    def delete_study(self, name: str) -> None:
+    def delete_study(self, name: str) -> list[str]:
         """Delete a study: its rows (stages and trials cascade), then its Optuna study.
 
         The study is stopped first, so that in-flight claims give their trials up (on PostgreSQL
@@ -275,6 +281,12 @@ class Lifecycle(Stages, TrialStates, View):
         rows and its Optuna study go in one transaction, under the mirror lock (after any mirror in
         progress; a later mirror finds no rows). Only the Optuna study our tables link to is
         deleted: one the user replaced or copied under another name stays.
+
+        Returns:
+            The ids of the artifacts its trials named (models and checkpoints), read in the
+            transaction that deleted them: the caller removes them from the study's store
+            (:attr:`StudyRow.artifacts`). A worker that stores a checkpoint later finds its claim
+            gone, and removes it itself.
 
         Raises:
             StudyNotFoundError: No such study.
@@ -286,4 +298,6 @@ class Lifecycle(Stages, TrialStates, View):
             if optuna_mirror.is_linked(conn, study.optuna_study_id, study.name, study.optuna_link):
                 assert study.optuna_study_id is not None
                 optuna_mirror.delete_optuna_study(conn, study.optuna_study_id)
+            artifacts = study_artifact_ids(conn, study.id)
             conn.execute(sa.delete(S).where(S.c.id == study.id))
+        return artifacts

@@ -132,6 +132,7 @@ class Study(Base):
     queue: Mapped[str | None] = mapped_column(sa.String(255))
     optuna_link: Mapped[str | None] = mapped_column(sa.String(64))
     runner: Mapped[str | None] = mapped_column(sa.String(255))
+    artifacts: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Stage(Base):
@@ -194,3 +195,6 @@ class Trial(Base):
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     enqueued_at: Mapped[datetime | None]
+    checkpoint: Mapped[str | None] = mapped_column(sa.String(64))
+    checkpoint_epoch: Mapped[int | None] = mapped_column(sa.Integer)
+    model: Mapped[str | None] = mapped_column(sa.String(64))

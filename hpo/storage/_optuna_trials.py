@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ..artifacts import artifact_meta
 from ._errors import StorageError
 from ._models import TrialState
 from ._rows import TrialRow
@@ -134,15 +135,20 @@ def _outcome(
     return OptunaState.FAIL, None, {"fail_reason": row.reason} if row.reason else {}
 
 
-def frozen_trial(row: TrialRow, distributions: Mapping[str, BaseDistribution]) -> FrozenTrial:
+def frozen_trial(
+    row: TrialRow, distributions: Mapping[str, BaseDistribution], study_name: str
+) -> FrozenTrial:
     """The Optuna trial of a finished hpo trial, ready for ``create_new_trial(template_trial=...)``.
 
     A parameter that is not in its stage's space, or not within it even after widening the range,
-    is kept in ``user_attrs["hpo_unmirrored_params"]`` instead of Optuna's params.
+    is kept in ``user_attrs["hpo_unmirrored_params"]`` instead of Optuna's params. A trial with a
+    model names it as ``optuna.artifacts`` names an upload (:func:`hpo.artifacts.artifact_meta`,
+    file ``<study>-trial-<number>.npz``), so ``optuna-dashboard --artifact-dir DIR`` lists it.
 
     Args:
         row: A trial in a final state.
         distributions: From :func:`~hpo.storage._optuna_mirror.stage_distributions`.
+        study_name: Its study's name (the model's file name starts with it).
 
     Returns:
         The frozen trial.
@@ -164,6 +170,9 @@ def frozen_trial(row: TrialRow, distributions: Mapping[str, BaseDistribution]) -
     if row.reason:
         user_attrs["hpo_reason"] = row.reason
     state, value, system_attrs = _outcome(row, intermediate)
+    if row.model is not None:
+        key, meta = artifact_meta(row.model, f"{study_name}-trial-{row.number}.npz")
+        system_attrs[key] = meta  # a JSON string, as optuna.artifacts stores it (and reads it back)
     trial = optuna.trial.create_trial(
         state=state,
         value=value,

@@ -121,6 +121,8 @@ class StudyRow:
         optuna_link: Token shared with its Optuna study (``system_attrs["hpo:link"]``), which tells
             ours from a study a user made in its place (None: created before revision 0004).
         runner: ``host:pid`` of the process running it locally (None: none, or a broker's workers).
+        artifacts: URL of its artifact store, where its trials' checkpoints and models are kept
+            (see :func:`hpo.artifacts.open_store`; None: made before revision 0006 kept them).
     """
 
     id: int
@@ -138,6 +140,7 @@ class StudyRow:
     queue: str | None = None
     optuna_link: str | None = None
     runner: str | None = None
+    artifacts: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,11 @@ class TrialRow:
         created_at: Creation time (UTC).
         started_at: Start of the current or last claim (UTC).
         finished_at: When it reached its final state (UTC).
+        checkpoint: Artifact id of its latest mid-run checkpoint (a running trial's, kept when its
+            worker is lost so that the retry resumes from it; cleared by ``finish``).
+        checkpoint_epoch: The epoch that checkpoint was taken after.
+        model: Artifact id of its final checkpoint (the trained network, its optimizer and its
+            position), recorded by ``finish``.
     """
 
     id: int
@@ -209,6 +217,9 @@ class TrialRow:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    checkpoint: str | None = None
+    checkpoint_epoch: int | None = None
+    model: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -227,6 +238,8 @@ class TrialOutcome:
         reason: Why it failed or was pruned.
         curves: Epoch records (``None`` keeps those of the last heartbeat).
         intermediate: ``{epoch: objective value}`` (``None`` keeps those of the last heartbeat).
+        model: Artifact id of the trial's final checkpoint in its study's artifact store (None:
+            no model was kept).
 
     Raises:
         ValueError: Not a final state, a ``COMPLETE`` outcome without a value (or NaN), or a
@@ -245,6 +258,7 @@ class TrialOutcome:
     intermediate: Mapping[int, float] | None = field(
         default=None, metadata=_stored(intermediate_to_json, keep_when_none=True)
     )
+    model: str | None = None
 
     def __post_init__(self) -> None:
         final = TrialState(self.state)

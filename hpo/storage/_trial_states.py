@@ -28,7 +28,7 @@ from ._models import StudyState, TrialState
 from ._queries import Queries
 from ._rows import StudyProgress, StudyRow, TrialOutcome, TrialRow, dumps, intermediate_to_json, row_from
 
-__all__ = ["TrialStates"]
+__all__ = ["TrialStates", "held_claim"]
 
 
 def _running_study(study_id: Any, *, share_lock: bool, queues: Any = None) -> Any:
@@ -100,12 +100,14 @@ def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
         column = T.c[f.name]
         bound = sa.bindparam(f"final_{f.name}", type_=column.type)
         final[f.name] = sa.func.coalesce(bound, column) if f.name in TrialOutcome.kept_when_none() else bound
-    stmt = sa.update(T).where(*held).values(**final, finished_at=db_now(), lease_expires_at=None)
+    # The final model supersedes the rolling checkpoint: the worker removes that artifact after.
+    ended = {"checkpoint": None, "checkpoint_epoch": None, "finished_at": db_now(), "lease_expires_at": None}
+    stmt = sa.update(T).where(*held).values(**final, **ended)
     lock = [advisory_lock_expr(T.c.study_id, FINISH_LOCK_CLASS)] if postgresql else []
     return stmt.returning(T.c.study_id, *lock)
 
 
-def _held(trial_id: int, worker: str, attempt: int | None) -> list[Any]:
+def held_claim(trial_id: int, worker: str, attempt: int | None) -> list[Any]:
     """``WHERE``: the trial is ``RUNNING`` under this claim (this worker, and this attempt if given)."""
     cond = [T.c.id == trial_id, T.c.state == TrialState.RUNNING.value, T.c.worker == worker]
     if attempt is not None:
@@ -237,7 +239,7 @@ class TrialStates(Queries):
         running = sa.exists().where(S.c.id == T.c.study_id, S.c.state == StudyState.RUNNING.value)
         with self._write() as conn:
             result = conn.execute(
-                sa.update(T).where(*_held(trial_id, worker, attempt), running).values(**values)
+                sa.update(T).where(*held_claim(trial_id, worker, attempt), running).values(**values)
             )
             return result.rowcount == 1
 
@@ -257,7 +259,8 @@ class TrialStates(Queries):
         Args:
             trial_id: The trial.
             worker: The worker that claimed it.
-            outcome: Its final state, value, reason, curves and intermediate values.
+            outcome: Its final state, value, reason, curves, intermediate values and model (the
+                trial's rolling ``checkpoint`` is cleared).
             attempt: The claim's ``attempts`` value (recommended, see :meth:`heartbeat`).
 
         Returns:
@@ -360,7 +363,7 @@ class TrialStates(Queries):
         with self._write() as conn:
             requeued, failed = self._requeue(
                 conn,
-                _held(trial_id, worker, attempt),
+                held_claim(trial_id, worker, attempt),
                 max_attempts if worker_lost else None,
                 count_attempt=worker_lost,
             )

@@ -149,7 +149,7 @@ class View(Queries):
             if rows or repair:
                 # A study made before hpo named its objective gets the name (a user's names stay).
                 optuna_mirror.add_metric_name(conn, optuna_id, spec_metric(study.spec))
-            return self._mirror_rows(conn, study_id, optuna_id, rows, repair=repair) if rows else 0
+            return self._mirror_rows(conn, study, optuna_id, rows, repair=repair) if rows else 0
 
     @staticmethod
     def _forget_lost(conn: Connection, study_id: int, optuna_id: int) -> None:
@@ -168,9 +168,10 @@ class View(Queries):
 
     @staticmethod
     def _mirror_rows(
-        conn: Connection, study_id: int, optuna_id: int, rows: Sequence[TrialRow], *, repair: bool
+        conn: Connection, study: StudyRow, optuna_id: int, rows: Sequence[TrialRow], *, repair: bool
     ) -> int:
         """Write (or, with ``repair``, link where found) the Optuna trials of ``rows``, and record them."""
+        study_id = study.id
         linked = optuna_mirror.mirrored_trials(conn, optuna_id, [r.id for r in rows]) if repair else {}
         for row in rows:
             if row.id in linked and row.intermediate:
@@ -180,7 +181,8 @@ class View(Queries):
         stage_rows = conn.execute(sa.select(G).where(G.c.study_id == study_id)).mappings()
         stages = [row_from(StageRow, m) for m in stage_rows]
         frozen = [
-            optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage)) for r in todo
+            optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage), study.name)
+            for r in todo
         ]
         written = optuna_mirror.insert_trials(conn, optuna_id, frozen)
         ids = {**linked, **{r.id: o for r, o in zip(todo, written, strict=True)}}

@@ -14,7 +14,7 @@ import pytest
 import engine
 from hpo import orchestration as orch
 from hpo.spec import StudySpec
-from hpo.storage import Storage
+from hpo.storage import Storage, StudyRow
 from tests.cli import run_hpo as _hpo
 from tests.hpo.storage import helpers
 from tests.invariants import check_study
@@ -94,7 +94,8 @@ def test_model_exports_a_network_engine_loads_and_predict_agrees(finished: dict[
     prep = engine.Checkpoint.from_bytes(data).preprocessing
     assert prep is not None and prep.classes == tuple(range(10))
     # Raw rows (the digits' 0..16 pixel values), as a user has them.
-    raw = engine.load_dataset("digits", subset=500, val_fraction=0.25, test_fraction=0.2, seed=0, normalize="none")
+    split = {"subset": 500, "val_fraction": 0.25, "test_fraction": 0.2, "seed": 0}
+    raw = engine.load_dataset("digits", normalize="none", **split)  # type: ignore[arg-type]
     x = raw.test.x[:25].astype(np.float64)
     expected = net.predict_proba(prep.apply(x, net.dtype))
     csv_path = tmp / "rows.csv"
@@ -112,7 +113,8 @@ def test_model_exports_a_network_engine_loads_and_predict_agrees(finished: dict[
     best = orch.pick_trial(storage, storage.get_study("m"))
     other = next(t for t in storage.trials(best.study_id) if t.number != best.number)
     again = tmp / "other.npz"
-    assert _hpo("model", "m", "--trial", str(other.number), "-o", str(again), "--db", finished["db"]).returncode == 0
+    proc = _hpo("model", "m", "--trial", str(other.number), "-o", str(again), "--db", finished["db"])
+    assert proc.returncode == 0, proc.stderr
     assert engine.load_model(again.read_bytes()).architecture == net.architecture
     assert again.read_bytes() != data
     table = _hpo("predict", "m", str(csv_path), "--db", finished["db"])
@@ -149,7 +151,8 @@ def test_predict_drops_the_label_column_of_the_studys_own_csv(tmp_path: Path) ->
     study.write_text(
         "name: c\ndataset: {kind: csv, path: d.csv, label_column: label}\n"
         "model: {hidden_sizes: [4]}\ntraining: {optimizer: adam, lr: 0.01, epochs: 3, batch_size: 20}\n"
-        "search: {sampler: random, stages: [{trials: 1}], parameters: {lr: {type: float, low: 0.001, high: 0.01}}}\n"
+        "search: {sampler: random, stages: [{trials: 1}],\n"
+        "  parameters: {lr: {type: float, low: 0.001, high: 0.01}}}\n"
     )
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     assert _hpo("submit", str(study), "--db", db, "-w", "1", "--no-progress").returncode == 0
@@ -187,6 +190,23 @@ def local(tmp_path: Path) -> Storage:
     return storage
 
 
+def _submit(storage: Storage, spec: StudySpec, store: Path) -> tuple[StudyRow, bool]:
+    """The study written with its artifact store (what `hpo submit --artifacts STORE` does)."""
+    from hpo.artifacts import open_store, resolve_store_url
+
+    url = resolve_store_url(storage.url, str(store))
+    open_store(url).check()
+    return storage.create_study(
+        spec.name or "",
+        spec.canonical_json(),
+        spec.spec_hash(),
+        spec.objective.direction,
+        orch.first_stage_draft(spec),
+        metric_name=spec.objective.metric,
+        artifacts=url,
+    )
+
+
 def _without_seconds(curves: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [{k: v for k, v in c.items() if k != "seconds"} for c in curves or []]
 
@@ -195,7 +215,7 @@ def test_a_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_r
     local: Storage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = _spec("resume", every=10)
-    study, _ = orch.submit_study(local, spec, artifacts=str(tmp_path / "store"))
+    study, _ = _submit(local, spec, tmp_path / "store")
     (trial,) = local.trials(study.id)
     claimed = helpers.claim(local, trial.id, "w1", 60)
     assert claimed is not None
@@ -214,7 +234,8 @@ def test_a_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_r
     with caplog.at_level(logging.WARNING, logger="hpo.orchestration"):
         report = orch.run_trial(local, again, "w2")
     assert report.recorded and report.state == "COMPLETE"
-    assert f"trial {trial.number} (attempt {again.attempts}) resumes from its checkpoint at epoch 30" in caplog.text
+    resumed = f"trial {trial.number} (attempt {again.attempts}) resumes from its checkpoint at epoch 30"
+    assert resumed in caplog.text
     done = local.trial(trial.id)
     assert done is not None and done.checkpoint is None and done.model
     # What the same trial gives trained in one go, in this process.
@@ -232,7 +253,7 @@ def test_an_unreadable_checkpoint_is_logged_and_the_trial_starts_afresh(
     local: Storage, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     spec = _spec("afresh", every=5)
-    study, _ = orch.submit_study(local, spec, artifacts=str(tmp_path / "store"))
+    study, _ = _submit(local, spec, tmp_path / "store")
     (trial,) = local.trials(study.id)
     claimed = helpers.claim(local, trial.id, "w1", 60)
     assert claimed is not None
@@ -258,7 +279,7 @@ def test_a_failing_store_never_fails_the_trial_and_the_winner_is_retrained(
 ) -> None:
     store = tmp_path / "store"
     spec = _spec("nostore", every=10)
-    study, _ = orch.submit_study(local, spec, artifacts=str(store))
+    study, _ = _submit(local, spec, store)
     store.rmdir() if store.is_dir() else None
     store.write_text("a file where the folder was")  # every put now fails
     (trial,) = local.trials(study.id)

@@ -28,12 +28,14 @@ def test_row_from_decodes_enum_and_json_columns_and_reads_prefixed_labels() -> N
         "state": "COMPLETE", "attempts": 1, "worker": "w", "lease_expires_at": None, "value": 0.5,
         "reason": None, "curves": '[{"epoch":1}]', "intermediate": '{"2":0.5,"1":null}',
         "optuna_trial_id": None, "created_at": now, "started_at": now, "finished_at": now,
+        "checkpoint": "c", "checkpoint_epoch": 5, "model": "m",
         "enqueued_at": now,  # a column the row has no field for: ignored
     }  # fmt: skip
     row = row_from(TrialRow, {f"t__{k}": v for k, v in columns.items()}, prefix="t__")
     assert row.state is TrialState.COMPLETE and row.params == {"lr": 0.1} and row.curves == [{"epoch": 1}]
     assert list(row.intermediate or {}) == [1, 2] and math.isnan((row.intermediate or {})[1])
     assert (row.id, row.number, row.worker, row.finished_at) == (7, 3, "w", now)
+    assert (row.checkpoint, row.checkpoint_epoch, row.model) == ("c", 5, "m")
 
 
 def test_a_trial_outcome_is_checked_and_normalised_when_made() -> None:
@@ -52,10 +54,12 @@ def test_every_outcome_field_is_a_trial_column_and_is_written_encoded() -> None:
     # finish writes each outcome field to the column of its name: a new per-trial result is a field
     # and a column, and this test fails if one has no column.
     assert {f.name for f in dataclasses.fields(TrialOutcome)} <= {c.name for c in Trial.__table__.columns}
-    written = TrialOutcome("COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}).columns()
+    written = TrialOutcome(
+        "COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}, model="m"
+    ).columns()
     assert written == {
         "state": "COMPLETE", "value": 0.5, "reason": None, "curves": '[{"epoch":1}]',
-        "intermediate": '{"2":0.5,"1":0.25}',
+        "intermediate": '{"2":0.5,"1":0.25}', "model": "m",
     }  # fmt: skip
     assert TrialOutcome.kept_when_none() == {"curves", "intermediate"}
     assert TrialOutcome("FAIL", reason="x").columns()["curves"] is None  # keeps the heartbeat's
