@@ -227,7 +227,7 @@ def test_a_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_r
 
     report = orch.run_trial(local, claimed, "w1", should_stop=stop_after_33)
     assert not report.recorded
-    row = local.trial(trial.id)
+    row = helpers.trial(local, trial.id)
     assert row is not None and row.state == "PENDING" and row.checkpoint and row.checkpoint_epoch == 30
     again = helpers.claim(local, trial.id, "w2", 60)
     assert again is not None
@@ -236,7 +236,7 @@ def test_a_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_r
     assert report.recorded and report.state == "COMPLETE"
     resumed = f"trial {trial.number} (attempt {again.attempts}) resumes from its checkpoint at epoch 30"
     assert resumed in caplog.text
-    done = local.trial(trial.id)
+    done = helpers.trial(local, trial.id)
     assert done is not None and done.checkpoint is None and done.model
     # What the same trial gives trained in one go, in this process.
     run = orch.train_network(spec.trial_spec(trial.params, trial.stage, seed=trial.seed))
@@ -259,7 +259,7 @@ def test_an_unreadable_checkpoint_is_logged_and_the_trial_starts_afresh(
     assert claimed is not None
     count: list[int] = []
     orch.run_trial(local, claimed, "w1", should_stop=lambda: count.append(1) or len(count) >= 12)
-    row = local.trial(trial.id)
+    row = helpers.trial(local, trial.id)
     assert row is not None and row.checkpoint
     (tmp_path / "store" / row.checkpoint).write_bytes(b"not a checkpoint")
     again = helpers.claim(local, trial.id, "w2", 60)
@@ -268,7 +268,7 @@ def test_an_unreadable_checkpoint_is_logged_and_the_trial_starts_afresh(
         report = orch.run_trial(local, again, "w2")
     assert report.state == "COMPLETE"
     assert "cannot be read, starting afresh" in caplog.text and "resumes from" not in caplog.text
-    done = local.trial(trial.id)
+    done = helpers.trial(local, trial.id)
     assert done is not None and len(done.curves or []) == 50
     run = orch.train_network(spec.trial_spec(trial.params, trial.stage, seed=trial.seed))
     assert done.value == orch.objective_value(spec, run.result.history)
@@ -289,7 +289,7 @@ def test_a_failing_store_never_fails_the_trial_and_the_winner_is_retrained(
         report = orch.run_trial(local, claimed, "w1")
     assert report.state == "COMPLETE" and report.recorded
     assert "not saved" in caplog.text
-    done = local.trial(trial.id)
+    done = helpers.trial(local, trial.id)
     assert done is not None and done.model is None and done.checkpoint is None
     test = local.get_study_by_id(study.id).test_result
     assert test["source"] == "retrained" and test["reproduced"] is True
