@@ -294,3 +294,23 @@ def test_a_failing_store_never_fails_the_trial_and_the_winner_is_retrained(
     test = local.get_study_by_id(study.id).test_result
     assert test["source"] == "retrained" and test["reproduced"] is True
     assert "no saved model" in test["note"]
+
+
+def test_the_readme_goes_from_submit_to_predictions_in_two_commands(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    commands = ["hpo submit examples/digits.yaml", "hpo predict digits-lr-wd examples/digits-rows.csv"]
+    for command in commands:
+        assert f"\n{command} " in readme
+    # Run from a folder of their own (the default database hpo.db and its artifacts land there).
+    submit = _hpo("submit", str(root / "examples" / "digits.yaml"), cwd=tmp_path)
+    assert submit.returncode == 0, submit.stderr
+    assert (tmp_path / "hpo.db.artifacts").is_dir()
+    proc = _hpo(
+        "predict", "digits-lr-wd", str(root / "examples" / "digits-rows.csv"), "-f", "json", cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert len(rows) == 8 and all(0 < r["probability"] <= 1 for r in rows)
+    truth = [6, 6, 6, 2, 5, 6, 6, 2]  # the held-out digits' own labels
+    assert sum(r["class"] == t for r, t in zip(rows, truth, strict=True)) >= 7
