@@ -21,11 +21,16 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OUTAGE_SECONDS",
+    "ArtifactsOption",
+    "BrokerOption",
     "DbOption",
     "FormatOption",
     "NameArgument",
     "NewDbOption",
     "Outages",
+    "ProgressOption",
+    "SetOption",
+    "WorkersOption",
     "check_broker_option",
     "emit",
     "fmt_value",
@@ -90,6 +95,54 @@ NewDbOption = Annotated[str | None, _db_option(_new_database)]
 FormatOption = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="Output format: a table, JSON or CSV.", envvar="HPO_FORMAT"),
+]
+WorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        "-w",
+        metavar="N",
+        help="Local worker processes (default: one per core).",
+        envvar="HPO_WORKERS",
+        min=1,
+        show_default=False,
+    ),
+]
+ProgressOption = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="Live progress on stderr (when it is a terminal).")
+]
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="KEY=VALUE",
+        help="Set a field of the study file, e.g. --set search.trials=60 --set seed=3 (repeatable). "
+        "The value is read as YAML and checked like the file; the study's stored spec includes it.",
+        show_default=False,
+    ),
+]
+ArtifactsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--artifacts",
+        metavar="URL",
+        help="Where the trained networks are kept: a folder (a path or file:///DIR) or "
+        "s3://BUCKET/PREFIX (boto3's endpoint: AWS_ENDPOINT_URL). Default: FILE.artifacts beside "
+        "a sqlite:///FILE database, else ./hpo-artifacts. Checked before anything is written.",
+        envvar="HPO_ARTIFACTS",
+        show_default=False,
+    ),
+]
+BrokerOption = Annotated[
+    str | None,
+    typer.Option(
+        "--broker",
+        metavar="URL",
+        help="Celery broker URL (redis:// or rediss://). With one, trials run on `hpo worker` processes.",
+        envvar="HPO_BROKER_URL",
+        show_default=False,
+        callback=check_broker_option,
+    ),
 ]
 
 

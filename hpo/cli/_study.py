@@ -9,7 +9,18 @@ from typing import Annotated, Any
 import typer
 
 from ._app import EXIT_FAILURE, app
-from ._common import DbOption, NameArgument, NewDbOption, Outages, check_broker_option, open_storage
+from ._common import (
+    ArtifactsOption,
+    BrokerOption,
+    DbOption,
+    NameArgument,
+    NewDbOption,
+    Outages,
+    ProgressOption,
+    SetOption,
+    WorkersOption,
+    open_storage,
+)
 from ._console import err_console, out_console
 
 __all__ = ["cancel", "db_repair", "db_upgrade", "delete", "resume", "schema", "submit", "validate"]
@@ -18,47 +29,6 @@ POLL_SECONDS = 0.05
 """How often ``--wait``/``--watch`` read a remote study's state."""
 DISPLAY_SECONDS = 0.25
 """How often they redraw its progress."""
-
-WorkersOption = Annotated[
-    int | None,
-    typer.Option(
-        "--workers",
-        "-w",
-        metavar="N",
-        help="Local worker processes (default: one per core).",
-        envvar="HPO_WORKERS",
-        min=1,
-        show_default=False,
-    ),
-]
-ProgressOption = Annotated[
-    bool, typer.Option("--progress/--no-progress", help="Live progress on stderr (when it is a terminal).")
-]
-
-
-SetOption = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--set",
-        metavar="KEY=VALUE",
-        help="Set a field of the study file, e.g. --set search.trials=60 --set seed=3 (repeatable). "
-        "The value is read as YAML and checked like the file; the study's stored spec includes it.",
-        show_default=False,
-    ),
-]
-
-
-BrokerOption = Annotated[
-    str | None,
-    typer.Option(
-        "--broker",
-        metavar="URL",
-        help="Celery broker URL (redis:// or rediss://). With one, trials run on `hpo worker` processes.",
-        envvar="HPO_BROKER_URL",
-        show_default=False,
-        callback=check_broker_option,
-    ),
-]
 
 
 @app.command()
@@ -74,6 +44,7 @@ def submit(
         bool, typer.Option("--wait", help="With a broker: follow the study until it ends.")
     ] = False,
     overrides: SetOption = None,
+    artifacts: ArtifactsOption = None,
 ) -> None:
     """Submit a study. Without a broker it runs now in local worker processes; with one, its trials
     go to the queue and the command returns at once (or follows it with --wait).
@@ -81,7 +52,7 @@ def submit(
     Submitting a study whose name exists with the same spec continues it; a different spec under
     the same name is an error.
     """
-    from hpo.orchestration import check_study_data, default_workers, submit_study
+    from hpo.orchestration import check_artifact_store, check_study_data, default_workers, submit_study
     from hpo.spec import load_study_file
     from hpo.storage import StudyState
 
@@ -89,12 +60,13 @@ def submit(
     spec = loaded.spec
     if broker:
         _check_data_if_here(loaded)
-        _submit_remote(spec, db, broker, workers, wait, progress)
+        _submit_remote(spec, db, broker, workers, wait, progress, artifacts)
         return
     check_study_data(loaded)  # bad data too: the study is never left half-made under its name
+    store = check_artifact_store(_url(db), artifacts)  # an unwritable store: exit 2, nothing written
     storage = open_storage(db, create=True)
     n = workers or default_workers()
-    study, created = submit_study(storage, spec)
+    study, created = submit_study(storage, spec, artifacts=store)
     err = err_console()
     if created:
         err.print(
@@ -133,21 +105,33 @@ def _check_data_if_here(loaded: object) -> None:
         )
 
 
-def _submit_remote(
-    spec: object, db: str | None, broker: str, workers: int | None, wait: bool, progress: bool
-) -> None:
+def _url(db: str | None) -> str:
     from hpo import get_settings
+
+    return db or get_settings().database_url
+
+
+def _submit_remote(
+    spec: object,
+    db: str | None,
+    broker: str,
+    workers: int | None,
+    wait: bool,
+    progress: bool,
+    artifacts: str | None,
+) -> None:
     from hpo._urls import redact_url
-    from hpo.orchestration import dispatch_trials, load_executor, reap, submit_study
+    from hpo.orchestration import check_artifact_store, dispatch_trials, load_executor, reap, submit_study
     from hpo.spec import StudySpec
     from hpo.storage import TrialState
 
     assert isinstance(spec, StudySpec)
-    url = db or get_settings().database_url
+    url = _url(db)
     executor = load_executor("celery", broker, url)
     executor.check()  # Redis down: one clear line, and nothing written anywhere
+    store = check_artifact_store(url, artifacts)  # so is a store the workers could not write
     storage = open_storage(url, create=True)
-    study, created = submit_study(storage, spec, queue=executor.queue)
+    study, created = submit_study(storage, spec, queue=executor.queue, artifacts=store)
     err = err_console()
     if created:
         dispatch_trials(
@@ -438,7 +422,9 @@ def delete(
     db: DbOption = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Delete a study, its trials and its Optuna view."""
+    """Delete a study, its trials, its Optuna view and its trained networks."""
+    from hpo.orchestration import delete_study
+
     storage = open_storage(db)
     storage.get_study(name)  # a clear error for an unknown name, before asking
     if not yes:
@@ -450,8 +436,18 @@ def delete(
             raise SpecError(f"--yes: deleting study {name} needs confirmation: pass --yes", field="--yes")
         if not typer.confirm(f"delete study {name} and all its trials?", err=True):
             raise typer.Exit(EXIT_FAILURE)
-    storage.delete_study(name)
-    err_console().print(f"study [bold]{name}[/] deleted")
+    deleted = delete_study(storage, name)
+    err = err_console()
+    err.print(f"study [bold]{name}[/] deleted ({deleted.removed} artifacts removed)")
+    if deleted.left:
+        shown = ", ".join(deleted.left[:5]) + (", ..." if len(deleted.left) > 5 else "")
+        err.print(
+            f"warning: {len(deleted.left)} artifacts of study {name} were left in {deleted.store}: "
+            f"{shown} ({deleted.reason})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)

@@ -52,7 +52,15 @@ if TYPE_CHECKING:
     )
     from ._proposals import first_stage_draft, next_stage_draft
     from ._remote import dispatch_trials, execute_trial, reap
-    from ._studies import best_trials, objective_value, study_spec, submit_study
+    from ._studies import (
+        StudyDeleted,
+        best_trials,
+        check_artifact_store,
+        delete_study,
+        objective_value,
+        study_spec,
+        submit_study,
+    )
     from ._training import (
         TrainedNetwork,
         build_network,
@@ -100,6 +108,9 @@ _EXPORTS = {
     "objective_value": "._studies",
     "study_spec": "._studies",
     "submit_study": "._studies",
+    "check_artifact_store": "._studies",
+    "delete_study": "._studies",
+    "StudyDeleted": "._studies",
     "TrainedNetwork": "._training",
     "build_network": "._training",
     "build_trainer": "._training",
@@ -122,6 +133,7 @@ __all__ = [
     "LocalRunInterruptedError",
     "ModelNotFoundError",
     "Progress",
+    "StudyDeleted",
     "TestResult",
     "TrainedNetwork",
     "TrialReport",
@@ -130,9 +142,11 @@ __all__ = [
     "best_trials",
     "build_network",
     "build_trainer",
+    "check_artifact_store",
     "check_database_shareable",
     "check_study_data",
     "default_workers",
+    "delete_study",
     "dispatch_trials",
     "evaluate_on_test",
     "execute_trial",

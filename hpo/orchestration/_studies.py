@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..spec import StudySpec
@@ -14,7 +15,15 @@ from ._proposals import first_stage_draft
 if TYPE_CHECKING:
     import engine
 
-__all__ = ["best_trials", "objective_value", "study_spec", "submit_study"]
+__all__ = [
+    "StudyDeleted",
+    "best_trials",
+    "check_artifact_store",
+    "delete_study",
+    "objective_value",
+    "study_spec",
+    "submit_study",
+]
 
 
 def study_spec(study: StudyRow) -> StudySpec:
@@ -27,16 +36,52 @@ def _parse_spec(spec_json: str) -> StudySpec:
     return StudySpec.model_validate_json(spec_json)
 
 
-def submit_study(storage: Storage, spec: StudySpec, *, queue: str | None = None) -> tuple[StudyRow, bool]:
+def check_artifact_store(database_url: str, artifacts: str | None) -> str:
+    """Resolve the artifact store of a study submitted to ``database_url``, and check it.
+
+    Args:
+        database_url: The study's database.
+        artifacts: The ``HPO_ARTIFACTS`` setting or ``--artifacts`` (None: the default beside the
+            database, see :func:`hpo.artifacts.resolve_store_url`).
+
+    Returns:
+        The store's URL.
+
+    Raises:
+        ArtifactStoreError: The URL is malformed, or the store cannot be reached or written (one
+            line; nothing is left behind).
+    """
+    from ..artifacts import open_store, resolve_store_url
+
+    url = resolve_store_url(database_url, artifacts)
+    open_store(url).check()
+    return url
+
+
+def submit_study(
+    storage: Storage, spec: StudySpec, *, queue: str | None = None, artifacts: str | None = None
+) -> tuple[StudyRow, bool]:
     """Write a study, its first stage and that stage's trials, in one transaction.
+
+    The artifact store is checked first (:func:`check_artifact_store`): a store that cannot be
+    written stops the submission before anything is. Its URL is stored on the study, so every
+    worker keeps the study's checkpoints and models in the same place.
+
+    Args:
+        storage: The database.
+        spec: The validated spec.
+        queue: The message queue its trials go to (None: local processes run it).
+        artifacts: The artifact store (as :func:`check_artifact_store` takes it).
 
     Returns:
         The study and whether it was created (False: the same spec was already submitted under
-        this name, which is a no-op).
+        this name, which is a no-op; the study keeps its store).
 
     Raises:
         StudyExistsError: a different spec exists under the same name.
+        ArtifactStoreError: The artifact store is malformed, unreachable or not writable.
     """
+    store = check_artifact_store(storage.url, artifacts)
     return storage.create_study(
         spec.name or "",
         spec.canonical_json(),
@@ -45,7 +90,42 @@ def submit_study(storage: Storage, spec: StudySpec, *, queue: str | None = None)
         first_stage_draft(spec),
         queue=queue,
         metric_name=spec.objective.metric,
+        artifacts=store,
     )
+
+
+@dataclass(frozen=True)
+class StudyDeleted:
+    """What :func:`delete_study` removed, and what it could not.
+
+    Attributes:
+        store: The study's artifact store (None: made before models were kept).
+        removed: Artifacts removed from it.
+        left: Artifacts still there (the store could not be reached or written).
+        reason: Why they were left.
+    """
+
+    store: str | None
+    removed: int
+    left: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+def delete_study(storage: Storage, name: str) -> StudyDeleted:
+    """Delete a study's rows and Optuna view (:meth:`Storage.delete_study`), then its artifacts.
+
+    The artifact ids are collected in the transaction that deletes the rows; a store that cannot
+    be reached does not keep the rows: they go, and the result says which artifacts were left.
+
+    Raises:
+        StudyNotFoundError: No such study.
+    """
+    from ..artifacts import remove_artifacts
+
+    store = storage.get_study(name).artifacts
+    ids = storage.delete_study(name)
+    left, reason = remove_artifacts(store, ids)
+    return StudyDeleted(store, len(ids) - len(left), left, reason)
 
 
 def best_trials(storage: Storage, study_id: int, spec: StudySpec, k: int = 1) -> list[TrialRow]:
