@@ -1,4 +1,5 @@
-"""Running one trial: train its network, heartbeat its lease, prune, record the outcome."""
+"""Running one trial: train (or resume) its network, heartbeat its lease, prune, checkpoint,
+record the outcome."""
 
 from __future__ import annotations
 
@@ -58,6 +59,11 @@ def run_trial(
     study: StudyRow | None = None,
 ) -> TrialReport:
     """Train a claimed trial and record its outcome, then advance the study if its stage is done.
+
+    With the study's artifact store, the run saves a checkpoint every ``checkpoints.every``
+    epochs (a retry of a trial whose worker died resumes from the latest) and a ``COMPLETE``
+    trial saves its final checkpoint as its model; a store that fails is logged and never fails
+    the trial.
 
     Args:
         storage: The database.
