@@ -315,3 +315,25 @@ def test_the_readme_goes_from_submit_to_predictions_in_two_commands(tmp_path: Pa
     assert len(rows) == 8 and all(0 < r["probability"] <= 1 for r in rows)
     truth = [6, 6, 6, 2, 5, 6, 6, 2]  # the held-out digits' own labels
     assert sum(r["class"] == t for r, t in zip(rows, truth, strict=True)) >= 7
+
+
+def test_verify_exits_1_when_the_stored_result_is_not_what_the_seed_gives(
+    finished: dict[str, Any], tmp_path: Path
+) -> None:
+    import shutil
+
+    import sqlalchemy as sa
+
+    copy = tmp_path / "copy.db"
+    shutil.copy(finished["tmp"] / "hpo.db", copy)
+    db = f"sqlite:///{copy}"
+    storage = Storage(db)
+    best = orch.pick_trial(storage, storage.get_study("m"))
+    with storage.engine.begin() as conn:  # as if the winner's stored value had been tampered with
+        conn.execute(sa.text("UPDATE hpo_trials SET value = value + 0.5 WHERE id = :id"), {"id": best.id})
+    storage.dispose()
+    proc = _hpo("verify", "m", "--db", db)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    value, test = proc.stdout.splitlines()
+    assert value.startswith(f"trial {best.number} value: stored ") and value.endswith(": DIFFERENT")
+    assert test.endswith(": equal")  # the saved model's test score is still the seed's
