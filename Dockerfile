@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # hpo's image: the CLI, the Celery worker, flower and optuna-dashboard, with no data inside.
 # Built and run by docker-compose.yml (see docs/deploy.md); studies and datasets are mounted.
+# /artifacts belongs to hpo: a named volume mounted there starts with that owner (workers write it).
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 \
@@ -28,8 +29,8 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/opt/venv/bin:$PATH
 RUN groupadd --system --gid 10001 hpo \
     && useradd --system --uid 10001 --gid hpo --home-dir /app --shell /usr/sbin/nologin hpo \
-    && mkdir -p /app /data \
-    && chown hpo:hpo /app
+    && mkdir -p /app /data /artifacts \
+    && chown hpo:hpo /app /artifacts
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 USER hpo:hpo

@@ -216,6 +216,8 @@ def test_commands(services: dict[str, Any]) -> None:
     dashboard = " ".join(command_argv(services["dashboard"]))
     # The URL is the container's variable ($$ escapes compose), not the host's (unset there).
     assert 'optuna-dashboard "${HPO_DATABASE_URL}" --host 0.0.0.0 --port 8080' in dashboard
+    # It lists each trial's model, from the workers' artifact store.
+    assert dashboard.endswith(' --artifact-dir "${HPO_ARTIFACTS}"')
 
 
 def test_worker_concurrency_is_hpo_workers(compose: Compose) -> None:
@@ -258,6 +260,7 @@ def test_hpo_environment(services: dict[str, Any]) -> None:
         "HPO_DATABASE_URL": "postgresql+psycopg://hpo:hpo@postgres:5432/hpo",
         "HPO_BROKER_URL": "redis://redis:6379/0",
         "HPO_BLAS_CORETYPE": "auto",
+        "HPO_ARTIFACTS": "/artifacts",
     }
     for name in HPO_SERVICES:
         own = {"FLOWER_BASIC_AUTH"} if name == "flower" else set()
@@ -274,9 +277,28 @@ def test_worker_mounts(compose: Compose, services: dict[str, Any]) -> None:
     assert _binds(services["worker"]) == {
         (str(ROOT / "examples"), "/app/examples", True),
         (str(ROOT / "data"), "/data", True),
+        ("artifacts", "/artifacts", False),
     }
     custom = compose.config(BASE, env={"HPO_DATA_DIR": "/srv/datasets"})["services"]["worker"]
     assert ("/srv/datasets", "/data", True) in _binds(custom)
+
+
+def test_trained_networks_live_on_a_shared_volume(services: dict[str, Any], compose: Compose) -> None:
+    # Every worker (however many `--scale` starts) writes the same store, named by HPO_ARTIFACTS,
+    # and it survives `docker compose down` (a named volume); the dashboard only reads it.
+    for name, read_only in (("worker", False), ("dashboard", True)):
+        [mount] = [v for v in services[name]["volumes"] if v["target"] == "/artifacts"]
+        assert (mount["type"], mount["source"], mount.get("read_only", False)) == (
+            "volume",
+            "artifacts",
+            read_only,
+        )
+        assert services[name]["environment"]["HPO_ARTIFACTS"] == "/artifacts"
+    assert "artifacts" in compose.config(BASE)["volumes"]
+    final = DOCKERFILE.read_text().split("\nFROM ")[-1]
+    assert "/artifacts" in final and re.search(
+        r"chown hpo:hpo [^\n]*/artifacts", final
+    )  # writable by USER hpo
 
 
 def test_hpo_services_share_the_built_image(services: dict[str, Any]) -> None:
@@ -553,6 +575,8 @@ def test_worker_command_runs_a_study(
         study = storage.get_study(unique_name)
         assert study.state == "COMPLETE"
         assert storage.counts(study.id).get("COMPLETE") == 4, storage.counts(study.id)
+        # Submitted from here without HPO_ARTIFACTS: the store is the submitter's ./hpo-artifacts.
+        assert study.artifacts == f"file://{tmp_path / 'hpo-artifacts'}"
         # The pool processes that claimed the trials are named in the log with the node's name.
         node = f"hpo-{worker.proc.pid}@{HOST}"
         for trial in storage.trials(study.id):
