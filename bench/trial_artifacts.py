@@ -12,7 +12,8 @@ artifact store and checkpoint policy:
 - ``no store``: a study made before models were kept (nothing is written);
 - ``default``: the file store beside the database, ``checkpoints.every`` at its default (the
   final model only, for a 50-epoch trial);
-- ``every 10`` and ``every 1``: also a checkpoint every 10 epochs, or after every epoch.
+- ``every 25``, ``every 10`` and ``every 1``: also a checkpoint every 25 or 10 epochs, or after
+  every epoch.
 
 It then times the end of a study both ways: scoring the winner's saved model on the test split
 (what a study does now) against retraining it from its seed (what it did before, and what it
@@ -33,7 +34,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-POLICIES: dict[str, int | None] = {"no store": None, "default": -1, "every 10": 10, "every 1": 1}
+# None: no artifact store; -1: the default policy.
+POLICIES: dict[str, int | None] = {
+    "no store": None,
+    "default": -1,
+    "every 25": 25,
+    "every 10": 10,
+    "every 1": 1,
+}
 
 
 def _studies(storage: Any, tmp: Path, trials: int) -> dict[str, Any]:
