@@ -337,3 +337,30 @@ def test_verify_exits_1_when_the_stored_result_is_not_what_the_seed_gives(
     value, test = proc.stdout.splitlines()
     assert value.startswith(f"trial {best.number} value: stored ") and value.endswith(": DIFFERENT")
     assert test.endswith(": equal")  # the saved model's test score is still the seed's
+
+
+def test_a_study_made_before_models_were_kept_says_so(finished: dict[str, Any], tmp_path: Path) -> None:
+    import shutil
+
+    import sqlalchemy as sa
+
+    copy = tmp_path / "old.db"
+    shutil.copy(finished["tmp"] / "hpo.db", copy)
+    db = f"sqlite:///{copy}"
+    storage = Storage(db)
+    with storage.engine.begin() as conn:  # what migration 0006 leaves on an older study
+        conn.execute(sa.text("UPDATE hpo_studies SET artifacts = NULL"))
+        conn.execute(sa.text("UPDATE hpo_trials SET model = NULL"))
+    storage.dispose()
+    for args in (["model", "m", "-o", str(tmp_path / "x.npz")], ["predict", "m", str(tmp_path / "x.csv")]):
+        (tmp_path / "x.csv").write_text("1,2\n")
+        proc = _hpo(*args, "--db", db)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert "made before hpo kept models" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert not (tmp_path / "x.npz").exists()
+    # Its winner is still scored, retrained from its seed as before (and said so).
+    study = Storage(db).get_study("m")
+    orch.evaluate_on_test(Storage(db), orch.study_spec(study), study.id)
+    test = Storage(db).get_study("m").test_result
+    assert test["source"] == "retrained" and test["reproduced"] is True and "no saved model" in test["note"]
+    assert test["test_acc"] == finished["storage"].get_study("m").test_result["test_acc"]
