@@ -141,16 +141,17 @@ def _csv_features(path: Path, features: int, dataset: DatasetSpec | None) -> NDA
             rows = [[c.strip() for c in row] for row in csv.reader(f) if any(c.strip() for c in row)]
     except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise SpecError(f"DATA: cannot read csv file {path}: {exc}", field="DATA") from None
-    header = rows[0] if rows and not all(_is_number(c) for c in rows[0]) else None
-    body = rows[1:] if header is not None else rows
+    if not rows:
+        raise SpecError(f"DATA: csv file {path} is empty", field="DATA")
+    width = len(rows[0])
+    drop = _label_index(rows[0], width, features, dataset)
+    # A header row names the columns: a cell that is not a number, the label's aside (labels
+    # may be text), or the label column given by its name.
+    header = isinstance(dataset.label_column, str) if dataset is not None and drop is not None else False
+    header = header or any(not _is_number(c) for j, c in enumerate(rows[0]) if j != drop)
+    body = rows[1:] if header else rows
     if not body:
         raise SpecError(f"DATA: csv file {path} has no data rows", field="DATA")
-    width = len(body[0])
-    drop = None
-    if width == features + 1 and dataset is not None and dataset.kind == "csv":
-        label = dataset.label_column
-        drop = header.index(label) if isinstance(label, str) and header and label in header else None
-        drop = label % width if isinstance(label, int) else drop
     try:
         values = [[float(c) for j, c in enumerate(row) if j != drop] for row in body if len(row) == width]
     except ValueError:
@@ -158,6 +159,17 @@ def _csv_features(path: Path, features: int, dataset: DatasetSpec | None) -> NDA
     if len(values) != len(body):
         raise SpecError(f"DATA: csv file {path}: rows have different numbers of columns", field="DATA")
     return np.array(values, dtype=np.float64)
+
+
+def _label_index(first: list[str], width: int, features: int, dataset: DatasetSpec | None) -> int | None:
+    """The column of the study's labels in a file of its own format (one column more than the
+    network's features), or None."""
+    if width != features + 1 or dataset is None or dataset.kind != "csv":
+        return None
+    label = dataset.label_column
+    if isinstance(label, str):
+        return first.index(label) if label in first else None
+    return label % width
 
 
 def _is_number(cell: str) -> bool:

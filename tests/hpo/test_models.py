@@ -13,7 +13,7 @@ import pytest
 
 import engine
 from hpo import orchestration as orch
-from hpo.spec import StudySpec
+from hpo.spec import DatasetSpec, StudySpec
 from hpo.storage import Storage, StudyRow
 from tests.cli import run_hpo as _hpo
 from tests.hpo.storage import helpers
@@ -162,6 +162,15 @@ def test_predict_drops_the_label_column_of_the_studys_own_csv(tmp_path: Path) ->
     out = proc.stdout.splitlines()
     assert out[0] == "row,class,probability" and len(out) == 121
     assert {line.split(",")[1] for line in out[1:]} <= {"yes", "no"}  # the data's own labels
+    # Without a header, text labels are not taken for one; the label column is found by index.
+    bare = tmp_path / "bare.csv"
+    bare.write_text("\n".join(lines[1:]) + "\n")
+    by_index = DatasetSpec.model_construct(kind="csv", label_column=1)
+    np.testing.assert_array_equal(orch.read_features(bare, 3, by_index), x)
+    np.testing.assert_array_equal(orch.read_features(csv_path, 3, by_index), x)
+    features_only = tmp_path / "f.csv"
+    np.savetxt(features_only, x, delimiter=",")
+    np.testing.assert_array_equal(orch.read_features(features_only, 3, by_index), x)
 
 
 # --- resuming a trial in process ----------------------------------------------------------------
