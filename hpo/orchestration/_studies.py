@@ -41,8 +41,8 @@ def check_artifact_store(database_url: str, artifacts: str | None) -> str:
 
     Args:
         database_url: The study's database.
-        artifacts: The ``HPO_ARTIFACTS`` setting or ``--artifacts`` (None: the default beside the
-            database, see :func:`hpo.artifacts.resolve_store_url`).
+        artifacts: ``--artifacts`` (None: the ``HPO_ARTIFACTS`` setting, else the default beside
+            the database, see :func:`hpo.artifacts.resolve_store_url`).
 
     Returns:
         The store's URL.
@@ -51,9 +51,10 @@ def check_artifact_store(database_url: str, artifacts: str | None) -> str:
         ArtifactStoreError: The URL is malformed, or the store cannot be reached or written (one
             line; nothing is left behind).
     """
+    from .._settings import get_settings
     from ..artifacts import open_store, resolve_store_url
 
-    url = resolve_store_url(database_url, artifacts)
+    url = resolve_store_url(database_url, get_settings().artifacts if artifacts is None else artifacts)
     open_store(url).check()
     return url
 

@@ -146,3 +146,22 @@ def test_delete_with_a_broken_store_deletes_the_rows_and_says_what_was_left(tmp_
     assert len(warning) == 1, deleted.stderr
     assert f"4 artifacts of study s were left in file://{tmp_path / 'file'}" in warning[0]
     assert files[0].name in warning[0] and "Not a directory" in warning[0]
+
+
+@pytest.mark.services
+def test_broker_mode_checks_the_store_before_writing_or_queueing(
+    tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uuid
+
+    import redis
+
+    queue = f"artifacts-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("HPO_QUEUE", queue)
+    client = redis.Redis.from_url(redis_url)
+    (tmp_path / "file").write_text("not a folder")
+    done = _submit(tmp_path, "--broker", redis_url, "--artifacts", str(tmp_path / "file" / "models"))
+    line = _refused(done, tmp_path)
+    assert "Not a directory" in line
+    assert not client.exists(queue)  # nothing queued either
+    client.close()
