@@ -373,3 +373,32 @@ def test_a_study_made_before_models_were_kept_says_so(finished: dict[str, Any], 
     test = Storage(db).get_study("m").test_result
     assert test["source"] == "retrained" and test["reproduced"] is True and "no saved model" in test["note"]
     assert test["test_acc"] == finished["storage"].get_study("m").test_result["test_acc"]
+
+
+def test_a_checkpoint_whose_claim_was_lost_is_removed_and_never_recorded(
+    local: Storage, tmp_path: Path
+) -> None:
+    from hpo.orchestration._checkpoints import TrialCheckpoints
+
+    spec = _spec("lost", every=1)
+    study, _ = _submit(local, spec, tmp_path / "store")
+    (trial,) = local.trials(study.id)
+    claimed = helpers.claim(local, trial.id, "w1", 60)
+    assert claimed is not None
+    train_spec = spec.trial_spec(claimed.params, claimed.stage, seed=claimed.seed)
+    saver = TrialCheckpoints(local, study, claimed, "w1", every=1, epochs=50)
+    saver.trainer = orch.build_trainer(train_spec, orch.load_data(train_spec.dataset))
+    saver.after_epoch(1)  # held: recorded
+    first = helpers.trial(local, trial.id)
+    assert first is not None and first.checkpoint and first.checkpoint_epoch == 1
+    saver.after_epoch(2)  # held: recorded, the first one removed
+    second = helpers.trial(local, trial.id)
+    assert second is not None and second.checkpoint != first.checkpoint and second.checkpoint_epoch == 2
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [second.checkpoint]
+    local.release(trial.id, "w1", attempt=claimed.attempts)  # the claim is gone
+    saver.after_epoch(3)
+    after = helpers.trial(local, trial.id)
+    assert after is not None and after.checkpoint == second.checkpoint and after.checkpoint_epoch == 2
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [second.checkpoint]  # the new one removed
+    saver.after_epoch(50)  # never after the last epoch: the model is saved then
+    assert [p.name for p in (tmp_path / "store").iterdir()] == [second.checkpoint]
