@@ -10,8 +10,9 @@ One module per concept:
 
 - :mod:`._studies`: a study's spec, its submission, its best trials, how a trial is scored;
 - :mod:`._proposals`: a stage's trials, as the study's search strategy proposes them;
-- :mod:`._trial`: running one trial (with :mod:`._heartbeats`, :mod:`._pruning` and
-  :mod:`._training`, the network itself);
+- :mod:`._trial`: running one trial (with :mod:`._heartbeats`, :mod:`._pruning`,
+  :mod:`._training`, the network itself, and :mod:`._checkpoints`, its checkpoints and model in
+  the study's artifact store);
 - :mod:`._advance`: the next stage, the end, a failure; the Optuna view;
 - :mod:`._evaluation`: the winner on the held-out test split;
 - :mod:`._models`: the networks a study kept (export, predictions, the retrain check);
