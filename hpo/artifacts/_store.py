@@ -92,7 +92,7 @@ class Artifacts:
             except FileNotFoundError:
                 if self.folder is None:
                     raise
-                self.folder.mkdir(parents=True, exist_ok=True)  # a store no check() made yet
+                self.folder.mkdir(parents=True, exist_ok=True)  # the first artifact of a new store
                 self._store.write(self._key(artifact_id), io.BytesIO(data))
         return artifact_id
 
@@ -118,7 +118,9 @@ class Artifacts:
     def check(self) -> None:
         """Write a probe, read it back and remove it: the store is reachable and writable.
 
-        A folder that does not exist is created (and removed again when the probe fails).
+        Nothing is left behind, whatever the outcome: a folder that does not exist is created for
+        the probe and removed after it (the first :meth:`put` creates it again), so a submission
+        that fails later (its database, say) leaves no trace either.
 
         Raises:
             ArtifactStoreError: ``artifact store URL is not writable: REASON`` (one line).
@@ -135,13 +137,14 @@ class Artifacts:
             finally:
                 self.remove(probe)
         except (ArtifactStoreError, OSError) as exc:
-            for folder in made:  # deepest first: nothing is left behind by a failed check
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
             reason = _reason(exc).removeprefix(f"artifact store {self.url}: ")
             raise ArtifactStoreError(
                 f"artifact store {self.url} is not writable: {reason} ({SETTING})"
             ) from exc
+        finally:
+            for folder in made:  # deepest first; one a worker wrote into meanwhile stays
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
 
     def close(self) -> None:
         """Close the store's client, if it has one (an S3 client's connections)."""

@@ -79,9 +79,14 @@ def test_put_get_remove(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "store").iterdir()) == [second]  # the probe is gone
 
 
-def test_put_creates_a_folder_no_check_made(tmp_path: Path) -> None:
+def test_a_check_leaves_nothing_and_put_makes_the_folder(tmp_path: Path) -> None:
     store = open_store(f"file://{tmp_path / 'later' / 'store'}")
+    store.check()
+    assert list(tmp_path.iterdir()) == []  # the folders made for the probe are gone with it
     assert store.get(store.put(b"x")) == b"x"
+    (tmp_path / "kept").mkdir()
+    open_store(f"file://{tmp_path / 'kept'}").check()
+    assert (tmp_path / "kept").is_dir()  # a folder that was there stays
 
 
 def test_remove_artifacts_goes_on_and_says_what_was_left(tmp_path: Path) -> None:
