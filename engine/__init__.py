@@ -43,6 +43,7 @@ from ._optimizers import (
     make_optimizer,
 )
 from ._parameter import Parameter
+from ._preprocessing import Preprocessing
 from ._records import EpochCallback, EpochRecord, Outcome, TrainResult
 from ._trainer import Trainer
 from ._version import __version__
@@ -78,6 +79,7 @@ __all__ = [
     "OptimizerState",
     "Outcome",
     "Parameter",
+    "Preprocessing",
     "RMSprop",
     "ReLU",
     "Sigmoid",

@@ -7,6 +7,7 @@ network alone) and converts them to and from bytes: the byte format is described
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import struct
@@ -41,6 +42,7 @@ from ._errors import CheckpointError, ConfigError
 from ._net import MultiLayerNet, state_shapes
 from ._optimizers import OPTIMIZERS, Optimizer
 from ._parameter import Parameter
+from ._preprocessing import Preprocessing
 from ._version import __version__
 
 __all__ = [
@@ -73,6 +75,8 @@ class Checkpoint:
         optimizer: The optimizer's state, or None for a network alone.
         trainer: The trainer's position, or None for a network alone.
         engine_version: The version of the engine that took it.
+        preprocessing: How the network's features were normalized and what its classes are
+            called (see :class:`~engine.Preprocessing`), when the one who saved it knew.
     """
 
     network: dict[str, Any]
@@ -81,6 +85,7 @@ class Checkpoint:
     optimizer: OptimizerState | None = None
     trainer: TrainerPosition | None = None
     engine_version: str = __version__
+    preprocessing: Preprocessing | None = None
 
     @classmethod
     def of_network(cls, net: MultiLayerNet) -> Checkpoint:
@@ -202,6 +207,7 @@ class Checkpoint:
             "dropout_rng": rng_to_json(self.dropout_rng),
             "optimizer": None,
             "trainer": None,
+            "preprocessing": None if self.preprocessing is None else self.preprocessing.header(),
         }
         dtype = np.dtype(self.network["dtype"])
         shapes, _ = state_shapes(layer_sizes(self.network), batchnorm=bool(self.network["batchnorm"]))
@@ -266,15 +272,17 @@ class Checkpoint:
             raise CheckpointError(f"not an engine checkpoint: {type(exc).__name__}: {exc}") from None
 
 
-def save_model(net: MultiLayerNet) -> bytes:
-    """The bytes of a checkpoint of ``net`` alone (see :class:`Checkpoint`); :func:`load_model`
-    reads them back."""
-    return Checkpoint.of_network(net).to_bytes()
+def save_model(net: MultiLayerNet, preprocessing: Preprocessing | None = None) -> bytes:
+    """The bytes of a checkpoint of ``net`` alone (see :class:`Checkpoint`), with the
+    normalization and labels of its data when given; :func:`load_model` reads them back."""
+    return dataclasses.replace(Checkpoint.of_network(net), preprocessing=preprocessing).to_bytes()
 
 
 def load_model(data: bytes | bytearray | memoryview) -> MultiLayerNet:
     """The network of a checkpoint's bytes (from :func:`save_model` or a training checkpoint),
-    ready to predict with (:meth:`~engine.MultiLayerNet.predict_proba`).
+    ready to predict with (:meth:`~engine.MultiLayerNet.predict_proba`) on features normalized as
+    its training data were: ``Checkpoint.from_bytes(data).preprocessing.apply(x)`` when the
+    checkpoint holds its :class:`~engine.Preprocessing`.
 
     Raises:
         CheckpointError: The bytes are not a valid engine checkpoint.

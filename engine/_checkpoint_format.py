@@ -14,9 +14,11 @@ arrays, all stored uncompressed::
 The header's ``layout`` names the arrays each ``net.*`` member holds, in order, with their
 shapes; it also holds the format version, the engine and NumPy versions that wrote it, the
 architecture (enough to rebuild the network), the dropout generator's state, the optimizer's
-kind, hyperparameters and counters, and the trainer's position: the epoch reached, the steps and
+kind, hyperparameters and counters, the trainer's position (the epoch reached, the steps and
 seconds so far, every :class:`~engine.EpochRecord`, the shuffling generator's state and the
-trainer's settings. Few members keep writing and reading cheap (a member costs tens of
+trainer's settings) and, when known, the data's :class:`~engine.Preprocessing` (the feature
+normalization the network was trained with and its class labels, so a prediction needs nothing
+else). Few members keep writing and reading cheap (a member costs tens of
 microseconds whatever its size). Reading checks every member's shape and dtype against the header
 before it reads the member's data, so a foreign archive costs no more memory than its own length.
 

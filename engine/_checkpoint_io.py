@@ -39,6 +39,7 @@ from ._checkpoint_format import (
 from ._errors import CheckpointError
 from ._net import state_shapes
 from ._optimizers import OPTIMIZERS
+from ._preprocessing import Preprocessing
 from ._records import EpochRecord
 
 __all__ = ["read_checkpoint"]
@@ -104,6 +105,7 @@ _TOP_FIELDS = (
     "dropout_rng",
     "optimizer",
     "trainer",
+    "preprocessing",
 )
 _ARCHITECTURE: dict[str, type] = {
     "input_size": int,
@@ -205,7 +207,12 @@ def read_checkpoint(zf: zipfile.ZipFile) -> dict[str, Any]:
         "optimizer": optimizer,
         "trainer": trainer,
         "engine_version": head.get("engine_version", str),
+        "preprocessing": _read_preprocessing(data["preprocessing"]),
     }
+
+
+def _read_preprocessing(data: Any) -> Preprocessing | None:
+    return None if data is None else Preprocessing.from_header(data)
 
 
 def _read_architecture(

@@ -31,10 +31,12 @@ class FileStamp(NamedTuple):
 
 
 class Raw(NamedTuple):
-    """Cached raw data: read-only features in their stored dtype and labels 0..k-1."""
+    """Cached raw data: read-only features in their stored dtype, labels 0..k-1 and the label of
+    each class index."""
 
     x: NDArray[Any]
     t: NDArray[np.int64]
+    classes: tuple[int | str, ...]
 
 
 def stamp(path: Path) -> FileStamp:
@@ -51,15 +53,18 @@ def load_raw(kind: DatasetKind, files: tuple[FileStamp, ...], options: ReadOptio
     """Read a dataset from disk; cached, so every array it returns is made read-only."""
     paths = [Path(f.path) for f in files]
     x, labels = kind.read(paths, options)
-    t = _encode_labels(labels, files[0].path if len(files) == 1 else str(paths[0].parent))
+    t, classes = _encode_labels(labels, files[0].path if len(files) == 1 else str(paths[0].parent))
     x.setflags(write=False)
     t.setflags(write=False)
-    return Raw(x, t)
+    return Raw(x, t, classes)
 
 
-def _encode_labels(labels: NDArray[Any], source: str) -> NDArray[np.int64]:
-    """Map the sorted unique labels to 0..k-1; at least two classes are required."""
+def _encode_labels(labels: NDArray[Any], source: str) -> tuple[NDArray[np.int64], tuple[int | str, ...]]:
+    """Map the sorted unique labels to 0..k-1 (returned with the label of each index); at least
+    two classes are required."""
     classes, inverse = np.unique(labels, return_inverse=True)
     if classes.size < 2:
         raise DatasetError(f"{source}: need at least 2 classes, found {classes.size}")
-    return np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64)
+    # Plain ints and strings (bytes labels of an npz file decoded), as JSON stores them.
+    names = tuple(c.decode("utf-8", "replace") if isinstance(c, bytes) else c for c in classes.tolist())
+    return np.ascontiguousarray(inverse.reshape(-1), dtype=np.int64), names

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -62,13 +63,14 @@ def load_dataset(
     (x_tr, t_tr), (x_va, t_va), (x_te, t_te) = split_arrays(
         raw.x, raw.t, subset=subset, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed
     )
-    x_tr_n, x_va_n, x_te_n = normalize_splits((x_tr, x_va, x_te), mode, spec.pixel_max, out_dtype)
+    (x_tr_n, x_va_n, x_te_n), prep = normalize_splits((x_tr, x_va, x_te), mode, spec.pixel_max, out_dtype)
     return Dataset(
         name=name,
         train=Split(x_tr_n, t_tr),
         val=Split(x_va_n, t_va),
         test=Split(x_te_n, t_te),
         num_classes=int(raw.t.max()) + 1,
+        preprocessing=dataclasses.replace(prep, classes=raw.classes),
     )
 
 

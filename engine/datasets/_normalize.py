@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
 from .._errors import DatasetError
+from .._preprocessing import Preprocessing
 
 __all__ = ["NORMALIZE_MODES", "check_dtype", "check_normalize", "normalize_splits"]
 
@@ -40,7 +40,7 @@ def check_normalize(mode: str) -> str:
 
 def normalize_splits(
     splits: _Splits, mode: str, pixel_max: float | None, dtype: np.dtype[np.floating]
-) -> _Floats:
+) -> tuple[_Floats, Preprocessing]:
     """Normalize the three feature splits with statistics of the first (train) one.
 
     Args:
@@ -52,36 +52,9 @@ def normalize_splits(
         dtype: The output dtype.
 
     Returns:
-        Fresh C-contiguous arrays in ``dtype``.
+        Fresh C-contiguous arrays in ``dtype``, and the normalization (kept with a trained
+        network, so that its predictions normalize new rows alike).
     """
-    train = splits[0]
-    if mode == "auto":
-        mode = "scale" if pixel_max is not None else "standardize"
-    if mode == "none":
-        return _cast3(splits, dtype)
-    if mode == "scale":
-        if pixel_max is None:
-            peak = float(np.max(np.abs(train))) if train.size else 0.0
-            pixel_max = peak if peak > 0 and math.isfinite(peak) else 1.0
-        out = _cast3(splits, dtype)
-        for a in out:
-            a /= pixel_max
-        return out
-    # standardize
-    train64 = train.astype(np.float64)
-    mean = train64.mean(axis=0)
-    std = train64.std(axis=0)
-    constant = np.ptp(train64, axis=0) == 0
-    mean[constant] = train64[0, constant]
-    std[constant] = 1.0
-    a, b, c = (
-        np.ascontiguousarray((np.asarray(s, dtype=np.float64) - mean) / std, dtype=dtype)
-        for s in (train64, splits[1], splits[2])
-    )
-    return a, b, c
-
-
-def _cast3(splits: _Splits, dtype: np.dtype[np.floating]) -> _Floats:
-    """Fresh C-contiguous copies in ``dtype`` (never views of the input)."""
-    a, b, c = (s.astype(dtype, order="C", copy=True) for s in splits)
-    return a, b, c
+    prep = Preprocessing.fit(splits[0], mode, pixel_max)
+    a, b, c = (prep.apply(s, dtype) for s in splits)
+    return (a, b, c), prep

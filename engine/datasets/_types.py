@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from .._preprocessing import Preprocessing
+
 __all__ = ["Dataset", "Split"]
 
 
@@ -33,6 +35,8 @@ class Dataset:
         val: Rows to score hyperparameters on.
         test: Held-out rows (possibly empty), fixed for a given seed and ``test_fraction``.
         num_classes: Number of distinct labels in the whole loaded data.
+        preprocessing: How the features were normalized (the train split's statistics) and the
+            label of each class index: what a network trained on it needs to predict new rows.
     """
 
     name: str
@@ -40,6 +44,7 @@ class Dataset:
     val: Split
     test: Split
     num_classes: int
+    preprocessing: Preprocessing | None = None
 
     @property
     def input_size(self) -> int:

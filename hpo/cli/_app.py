@@ -59,7 +59,7 @@ app = typer.Typer(
 # `hpo --help` lists the commands in these panels, in this order.
 _PANELS = {
     "Run a study": ["submit", "resume", "validate", "cancel", "delete"],
-    "Results": ["studies", "status", "best", "trials", "export", "plot"],
+    "Results": ["studies", "status", "best", "trials", "export", "plot", "model", "predict", "verify"],
     "Workers and tools": ["worker", "train", "schema", "db"],
 }
 
@@ -91,6 +91,11 @@ def exit_code_for(exc: BaseException) -> int | None:
 
         if isinstance(exc, BrokerError):
             return EXIT_FAILURE
+    if "hpo.orchestration" in sys.modules:
+        from hpo.orchestration import ModelNotFoundError
+
+        if isinstance(exc, ModelNotFoundError):
+            return EXIT_BAD_INPUT
     if "hpo.artifacts" in sys.modules:
         from hpo.artifacts import ArtifactStoreError
 
@@ -135,7 +140,7 @@ def _root(
 
 def _register() -> None:
     # Importing these modules registers their commands on `app`.
-    from . import _plot, _query, _study, _train  # noqa: F401
+    from . import _model, _plot, _query, _study, _train  # noqa: F401
 
     order = [name for names in _PANELS.values() for name in names]
     panel = {name: title for title, names in _PANELS.items() for name in names}

@@ -237,9 +237,10 @@ def print_test_result(stored: dict[str, Any]) -> None:
 
     test = TestResult.from_dict(stored)
     if test is not None and test.test_acc is not None:
+        how = "its saved network" if test.source == "model" else "retrained, it had no saved network"
         err_console().print(
             f"best trial {test.trial_number} on the held-out test split ({test.test_size} rows): "
-            f"accuracy {test.test_acc:.4f}",
+            f"accuracy {test.test_acc:.4f} ({how})",
             highlight=False,
         )
 

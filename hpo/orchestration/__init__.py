@@ -10,10 +10,12 @@ One module per concept:
 
 - :mod:`._studies`: a study's spec, its submission, its best trials, how a trial is scored;
 - :mod:`._proposals`: a stage's trials, as the study's search strategy proposes them;
-- :mod:`._trial`: running one trial (with :mod:`._heartbeats`, :mod:`._pruning` and
-  :mod:`._training`, the network itself);
+- :mod:`._trial`: running one trial (with :mod:`._heartbeats`, :mod:`._pruning`,
+  :mod:`._training`, the network itself, and :mod:`._checkpoints`, its checkpoints and model in
+  the study's artifact store);
 - :mod:`._advance`: the next stage, the end, a failure; the Optuna view;
 - :mod:`._evaluation`: the winner on the held-out test split;
+- :mod:`._models`: the networks a study kept (export, predictions, the retrain check);
 - :mod:`._remote` and :mod:`._executor`: message-queue execution and the reaper;
 - :mod:`._local`: local worker processes on one host.
 
@@ -39,6 +41,16 @@ if TYPE_CHECKING:
         runner_gone,
         shown_state,
     )
+    from ._models import (
+        ModelNotFoundError,
+        Verification,
+        model_file,
+        pick_trial,
+        predict_rows,
+        read_features,
+        saved_model,
+        verify_winner,
+    )
     from ._proposals import first_stage_draft, next_stage_draft
     from ._remote import dispatch_trials, execute_trial, reap
     from ._studies import (
@@ -53,6 +65,7 @@ if TYPE_CHECKING:
     from ._training import (
         TrainedNetwork,
         build_network,
+        build_trainer,
         check_study_data,
         format_bytes,
         load_data,
@@ -79,6 +92,14 @@ _EXPORTS = {
     "run_local": "._local",
     "runner_gone": "._local",
     "shown_state": "._local",
+    "ModelNotFoundError": "._models",
+    "Verification": "._models",
+    "model_file": "._models",
+    "pick_trial": "._models",
+    "predict_rows": "._models",
+    "read_features": "._models",
+    "saved_model": "._models",
+    "verify_winner": "._models",
     "first_stage_draft": "._proposals",
     "next_stage_draft": "._proposals",
     "dispatch_trials": "._remote",
@@ -93,6 +114,7 @@ _EXPORTS = {
     "StudyDeleted": "._studies",
     "TrainedNetwork": "._training",
     "build_network": "._training",
+    "build_trainer": "._training",
     "check_study_data": "._training",
     "format_bytes": "._training",
     "load_data": "._training",
@@ -110,14 +132,17 @@ __all__ = [
     "BrokerError",
     "Executor",
     "LocalRunInterruptedError",
+    "ModelNotFoundError",
     "Progress",
     "StudyDeleted",
     "TestResult",
     "TrainedNetwork",
     "TrialReport",
+    "Verification",
     "advance_study",
     "best_trials",
     "build_network",
+    "build_trainer",
     "check_artifact_store",
     "check_database_shareable",
     "check_study_data",
@@ -133,17 +158,23 @@ __all__ = [
     "local_runner",
     "memory_limit",
     "mirror_optuna_view",
+    "model_file",
     "next_stage_draft",
     "objective_value",
+    "pick_trial",
+    "predict_rows",
+    "read_features",
     "reap",
     "run_local",
     "run_trial",
     "runner_gone",
+    "saved_model",
     "shown_state",
     "study_spec",
     "submit_study",
     "train_memory",
     "train_network",
+    "verify_winner",
 ]
 
 

@@ -7,10 +7,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import engine
+
+from .._errors import HPOError
 from ..spec import StudySpec
-from ..storage import Storage
+from ..storage import Storage, TrialRow
+from ._models import saved_model
 from ._studies import best_trials, objective_value
-from ._training import train_network
+from ._training import load_data, train_network
 
 __all__ = ["TestResult", "evaluate_on_test"]
 
@@ -25,8 +29,13 @@ class TestResult:
         test_acc: Its accuracy on the test split (None: no test split, or it diverged).
         test_size: Rows of the test split.
         val_value: Its stored validation score.
-        reproduced_value: The validation score of the retraining.
-        reproduced: Whether the retraining reproduced the stored score exactly (invariant I3).
+        source: ``"model"``: the trial's saved final network was scored, with no retraining;
+            ``"retrained"``: it had none (a study made before hpo kept models, or its store
+            failed), so it was retrained from its seed (``note`` says why).
+        reproduced_value: The validation score of the retraining (None when not retrained).
+        reproduced: Whether the retraining reproduced the stored score exactly (invariant I3;
+            ``hpo verify`` checks it on demand when the saved model was scored).
+        note: Why the winner was retrained rather than its saved model scored.
         error: Why there is no score, when there is none.
     """
 
@@ -37,8 +46,10 @@ class TestResult:
     test_acc: float | None = None
     test_size: int = 0
     val_value: float | None = None
+    source: str = "retrained"
     reproduced_value: float | None = None
     reproduced: bool = False
+    note: str | None = None
     error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -55,10 +66,12 @@ class TestResult:
 
 
 def evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
-    """Retrain the best trial with its own seed and score it once on the held-out test split.
+    """Score the best trial once on the held-out test split, with its saved final network.
 
-    The retrained run must reproduce the stored validation score exactly (invariant I3); the
-    result records whether it did.
+    A winner without a saved model (a study made before hpo kept models, or its store failed
+    or lost it) is retrained with its own seed instead, as before: the retraining must then
+    reproduce the stored validation score exactly (invariant I3), and the result records
+    whether it did and why it retrained.
     """
     best = best_trials(storage, study_id, spec, 1)
     if not best:
@@ -66,10 +79,36 @@ def evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
         return
     trial = best[0]
     try:
+        result = _score_saved_model(storage, spec, study_id, trial)
+    except (HPOError, engine.EngineError) as exc:  # no model, store unreachable, artifact gone
+        result = _retrain(spec, trial, f"no saved model to score: {exc}")
+    except Exception as exc:
+        result = TestResult(trial_number=trial.number, error=f"{type(exc).__name__}: {exc}")
+    storage.set_test_result(study_id, result.as_dict())
+
+
+def _score_saved_model(storage: Storage, spec: StudySpec, study_id: int, trial: TrialRow) -> TestResult:
+    checkpoint = saved_model(storage.get_study_by_id(study_id), trial)
+    train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
+    data = load_data(train_spec.dataset, train_spec.training.dtype)
+    rows = int(data.test.x.shape[0])
+    net = checkpoint.build_network()
+    return TestResult(
+        trial_number=trial.number,
+        params=trial.params,
+        test_acc=net.accuracy(data.test.x, data.test.t) if rows else None,
+        test_size=rows,
+        val_value=trial.value,
+        source="model",
+    )
+
+
+def _retrain(spec: StudySpec, trial: TrialRow, note: str) -> TestResult:
+    try:
         train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
         run = train_network(train_spec)
         reproduced = objective_value(spec, run.result.history)
-        result = TestResult(
+        return TestResult(
             trial_number=trial.number,
             params=trial.params,
             test_acc=run.test_accuracy(),
@@ -77,7 +116,7 @@ def evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
             val_value=trial.value,
             reproduced_value=reproduced,
             reproduced=reproduced == trial.value,
+            note=note,
         )
     except Exception as exc:
-        result = TestResult(trial_number=trial.number, error=f"{type(exc).__name__}: {exc}")
-    storage.set_test_result(study_id, result.as_dict())
+        return TestResult(trial_number=trial.number, error=f"{type(exc).__name__}: {exc}")

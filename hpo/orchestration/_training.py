@@ -17,6 +17,7 @@ from ..spec import CategoricalParameter, DatasetSpec, ModelSpec, SpecFile, Study
 __all__ = [
     "TrainedNetwork",
     "build_network",
+    "build_trainer",
     "check_study_data",
     "format_bytes",
     "load_data",
@@ -169,24 +170,28 @@ class TrainedNetwork:
         return self.net.accuracy(self.data.test.x, self.data.test.t)
 
 
-def train_network(
+def build_trainer(
     spec: TrainSpec,
+    data: engine.Dataset,
     *,
     callback: engine.EpochCallback | None = None,
     time_limit: float | None = None,
-    data: engine.Dataset | None = None,
-) -> TrainedNetwork:
-    """Train the network ``spec`` describes with the seed ``spec.seed``.
+    resume_from: engine.Checkpoint | None = None,
+) -> engine.Trainer:
+    """The trainer of the network ``spec`` describes, with the seed ``spec.seed``, on ``data``.
 
     The seed fans out into independent streams for the weights (and dropout masks) and for the
-    shuffling, so the same spec trains bit-identically.
+    shuffling, so the same spec trains bit-identically; from ``resume_from`` (a checkpoint of the
+    same spec's run) it continues that run exactly.
+
+    Raises:
+        CheckpointError: ``resume_from`` is not a checkpoint of this spec's run.
     """
     training = spec.training
-    data = data if data is not None else load_data(spec.dataset, training.dtype)
     net_rng, shuffle_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(spec.seed).spawn(2))
     net = build_network(spec.model, training, data, net_rng)
     optimizer = engine.make_optimizer(training.optimizer, training.lr, **training.optimizer_options())
-    trainer = engine.Trainer(
+    return engine.Trainer(
         net,
         optimizer,
         data.train.x,
@@ -199,5 +204,18 @@ def train_network(
         eval_interval=training.eval_interval,
         callback=callback,
         time_limit=time_limit,
+        resume_from=resume_from,
     )
-    return TrainedNetwork(net, data, trainer.fit())
+
+
+def train_network(
+    spec: TrainSpec,
+    *,
+    callback: engine.EpochCallback | None = None,
+    time_limit: float | None = None,
+    data: engine.Dataset | None = None,
+) -> TrainedNetwork:
+    """Train the network ``spec`` describes with the seed ``spec.seed`` (see :func:`build_trainer`)."""
+    data = data if data is not None else load_data(spec.dataset, spec.training.dtype)
+    trainer = build_trainer(spec, data, callback=callback, time_limit=time_limit)
+    return TrainedNetwork(trainer.net, data, trainer.fit())

@@ -1,4 +1,5 @@
-"""Running one trial: train its network, heartbeat its lease, prune, record the outcome."""
+"""Running one trial: train (or resume) its network, heartbeat its lease, prune, checkpoint,
+record the outcome."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ import engine
 from ..spec import StudySpec, TrainSpec
 from ..storage import Storage, StudyRow, TrialOutcome, TrialRow, TrialState
 from ._advance import advance_study
+from ._checkpoints import TrialCheckpoints
 from ._heartbeats import heartbeats
 from ._pruning import PruneCheck
 from ._studies import objective_value, study_spec
-from ._training import format_bytes, load_data, memory_limit, train_memory, train_network
+from ._training import build_trainer, format_bytes, load_data, memory_limit, train_memory
 
 __all__ = ["DATA_CACHE_SIZE", "LEASE_SECONDS", "TrialReport", "run_trial"]
 
@@ -58,6 +60,11 @@ def run_trial(
 ) -> TrialReport:
     """Train a claimed trial and record its outcome, then advance the study if its stage is done.
 
+    With the study's artifact store, the run saves a checkpoint every ``checkpoints.every``
+    epochs (a retry of a trial whose worker died resumes from the latest) and a ``COMPLETE``
+    trial saves its final checkpoint as its model; a store that fails is logged and never fails
+    the trial.
+
     Args:
         storage: The database.
         trial: A trial this worker has claimed (state RUNNING, ``worker`` is ours).
@@ -72,11 +79,13 @@ def run_trial(
         study: The trial's study, if the caller has it (read from storage otherwise).
     """
     # Long for its contract (a third is the docstring): one trial's whole life, read top to bottom.
-    spec = study_spec(study or storage.get_study_by_id(trial.study_id))
+    study = study or storage.get_study_by_id(trial.study_id)
+    spec = study_spec(study)
     start = time.perf_counter()
     epochs = _Epochs(spec, should_stop)
-    state, value, reason = TrialState.FAIL, None, None
+    state, value, reason, model = TrialState.FAIL, None, None, None
     data_error = False
+    saver: TrialCheckpoints | None = None
     try:
         train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
         data = _trial_data(train_spec, data_cache)
@@ -84,14 +93,19 @@ def run_trial(
         if too_big:
             raise _TrialFailedError(too_big)
         epochs.prune = PruneCheck(spec, storage, trial)
+        saver = epochs.saver = TrialCheckpoints(
+            storage, study, trial, worker, spec.checkpoints.every, train_spec.training.epochs
+        )
         with heartbeats.hold(storage, trial, worker, lease) as epochs.lost:
-            limit = spec.limits.trial_time_limit
-            run = train_network(train_spec, callback=epochs, time_limit=limit, data=data)
+            trainer = _trainer(train_spec, data, epochs, spec.limits.trial_time_limit, saver)
+            result = trainer.fit()
         if epochs.lost.is_set() or epochs.interrupted:
             if epochs.interrupted:  # Ctrl-C: handed back, not counted as an attempt
                 storage.release(trial.id, worker, attempt=trial.attempts)
             return TrialReport(trial.id, trial.number, TrialState.RUNNING, None, "interrupted", 0.0, False)
-        state, value, reason = _outcome(spec, run.result, epochs.pruned)
+        state, value, reason = _outcome(spec, result, epochs.pruned)
+        if state is TrialState.COMPLETE:
+            model = saver.save_model()
     except _TrialFailedError as exc:
         reason = str(exc)
     except engine.DatasetError as exc:
@@ -103,8 +117,10 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    outcome = TrialOutcome(state, value, reason, epochs.curves, epochs.intermediate)
+    outcome = TrialOutcome(state, value, reason, epochs.curves, epochs.intermediate, model=model)
     progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
+    if saver is not None:
+        saver.after_finish(progress is not None, model)
     if progress is not None and data_error:
         # The submitter may not see the workers' files (broker mode), so this is where a missing
         # or malformed dataset is found: the study stops FAILED with the reason, not COMPLETE.
@@ -114,6 +130,32 @@ def run_trial(
         if new and on_new_trials is not None:
             on_new_trials(new)
     return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
+
+
+def _trainer(
+    train_spec: TrainSpec,
+    data: engine.Dataset,
+    epochs: _Epochs,
+    time_limit: float | None,
+    saver: TrialCheckpoints,
+) -> engine.Trainer:
+    """The trial's trainer: resumed from the trial's checkpoint when a previous attempt left one
+    that fits (its curves so far then come from it), started afresh otherwise."""
+    resume = saver.resume_point()
+    trainer = None
+    if resume is not None:
+        try:
+            trainer = build_trainer(
+                train_spec, data, callback=epochs, time_limit=time_limit, resume_from=resume
+            )
+        except engine.CheckpointError as exc:
+            log.warning("trial checkpoint does not fit the trial, starting afresh: %s", exc)
+        else:
+            epochs.start_from(resume)
+    if trainer is None:
+        trainer = build_trainer(train_spec, data, callback=epochs, time_limit=time_limit)
+    saver.trainer, saver.preprocessing = trainer, data.preprocessing
+    return trainer
 
 
 class _Epochs:
@@ -128,6 +170,16 @@ class _Epochs:
         self.curves: list[dict[str, Any]] = []
         self.intermediate: dict[int, float] = {}
         self.pruned = self.interrupted = False
+        self.saver: TrialCheckpoints | None = None
+
+    def start_from(self, checkpoint: engine.Checkpoint) -> None:
+        """Continue a run resumed from ``checkpoint``: its epochs so far are already done."""
+        history = () if checkpoint.trainer is None else checkpoint.trainer.history
+        for record in history:
+            self.curves.append(record.as_dict())
+            metric = getattr(record, self.metric)
+            if metric is not None and math.isfinite(metric):
+                self.intermediate[record.epoch] = float(metric)
 
     def __call__(self, record: engine.EpochRecord) -> bool:
         """True stops the run after this epoch."""
@@ -143,6 +195,8 @@ class _Epochs:
         if self.should_stop is not None and self.should_stop():
             self.interrupted = True
             return True
+        if self.saver is not None:
+            self.saver.after_epoch(record.epoch)
         return False
 
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 from ._load import SpecFile, load_spec, load_spec_file, load_train_spec, validation_message
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec
 from ._parameters import CategoricalParameter, FloatParameter, IntParameter, Parameter
-from ._sections import LimitsSpec, NarrowingSpec, ObjectiveSpec, PrunerSpec, SearchSpec, StageSpec
+from ._sections import (
+    DEFAULT_CHECKPOINT_EVERY,
+    CheckpointsSpec,
+    LimitsSpec,
+    NarrowingSpec,
+    ObjectiveSpec,
+    PrunerSpec,
+    SearchSpec,
+    StageSpec,
+)
 from ._study import StudySpec, load_study_file, load_study_spec, study_json_schema
 from ._yaml import Positions, load_yaml
 
 __all__ = [
+    "DEFAULT_CHECKPOINT_EVERY",
     "CategoricalParameter",
+    "CheckpointsSpec",
     "DatasetSpec",
     "FloatParameter",
     "IntParameter",

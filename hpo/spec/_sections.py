@@ -1,4 +1,4 @@
-"""The sections of a study file after the network: search, objective, limits and pruner."""
+"""The sections of a study file after the network: search, objective, limits, pruner, checkpoints."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from ._models import _Strict
 from ._parameters import Parameter, _fmt, _located
 
 __all__ = [
+    "DEFAULT_CHECKPOINT_EVERY",
+    "CheckpointsSpec",
     "LimitsSpec",
     "NarrowingSpec",
     "ObjectiveSpec",
@@ -235,3 +237,24 @@ class PrunerSpec(_Strict):
         if self.kind != "percentile" and self.percentile is not None:
             raise _located(("percentile",), f"only used with kind percentile (kind is {self.kind})")
         return self
+
+
+DEFAULT_CHECKPOINT_EVERY = 50
+"""Epochs between a trial's mid-run checkpoints by default: none within a 50-epoch book-protocol
+trial (its final model is written anyway), so the default costs that trial only the final model's
+write (see docs/benchmarks.md); a longer trial loses at most 50 epochs to a dead worker."""
+
+
+class CheckpointsSpec(_Strict):
+    """How a trial's training run is saved to the study's artifact store.
+
+    Every trial's final network (with its optimizer state and its data's normalization) is always
+    kept: the test score, ``hpo model`` and ``hpo predict`` read it. ``every`` is the one knob: how
+    often a running trial also saves a checkpoint a retry resumes from after its worker died.
+    """
+
+    every: Annotated[int, Field(ge=0, le=100_000)] = Field(
+        DEFAULT_CHECKPOINT_EVERY,
+        description="Epochs between a running trial's checkpoints, which a retry after a worker's death "
+        "resumes from (0: none; only the latest is kept). The final network is always kept.",
+    )

@@ -1,13 +1,15 @@
 """The study file of ``hpo submit``: what to train, what to search, and how to score and stop.
 
 A study file is a :class:`~hpo.spec.TrainSpec` (``dataset``, ``model``, ``training``: the network
-every trial starts from) plus four sections whose names follow Optuna, W&B sweeps and Katib:
+every trial starts from) plus five sections whose names follow Optuna, W&B sweeps and Katib:
 
 - ``search``: the sampler, the stages (trial count and epoch budget of each) and the parameters,
   each a float or int range or a list of choices, aimed at a field of ``model`` or ``training``;
 - ``objective``: the validation metric, how a trial's curve is reduced to one value, the direction;
 - ``limits``: failed trials, a trial's time, and deliveries of one trial before it counts as failed;
-- ``pruner``: optional early stopping of trials that fall behind.
+- ``pruner``: optional early stopping of trials that fall behind;
+- ``checkpoints``: how often a running trial saves a checkpoint to resume from (its final network
+  is always kept).
 
 Every check that needs more than one section (a parameter's name must resolve to a field, its range
 must lie within that field's own limits, ...) runs in :class:`StudySpec`'s validator and reports the
@@ -31,7 +33,7 @@ from ._load import SpecFile, load_spec, load_spec_file
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
 from ._names import MAX_DEPTH, SECTIONS, VIRTUAL, field_kind, resolve
 from ._parameters import CategoricalParameter, FloatParameter, IntParameter, Loc, _fmt, _located
-from ._sections import LimitsSpec, ObjectiveSpec, PrunerSpec, SearchSpec
+from ._sections import CheckpointsSpec, LimitsSpec, ObjectiveSpec, PrunerSpec, SearchSpec
 from ._yaml import ECHO_LIMIT, shorten
 
 __all__ = ["StudySpec", "load_study_file", "load_study_spec", "study_json_schema"]
@@ -60,6 +62,11 @@ class StudySpec(_Strict):
     )
     pruner: PrunerSpec = Field(
         default_factory=PrunerSpec, description="Early stopping of trials (default none)."
+    )
+    checkpoints: CheckpointsSpec = Field(
+        default_factory=CheckpointsSpec,
+        description="Mid-run checkpoints a retried trial resumes from (every trial's final network is "
+        "always kept).",
     )
 
     @model_validator(mode="after")

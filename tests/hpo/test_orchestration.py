@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import optuna
 import pytest
@@ -168,18 +169,25 @@ def test_heartbeat_tells_the_trial_its_study_was_cancelled(
 
     runs = []
 
-    def train_network(*args: object, **kwargs: object) -> object:
-        runs.append(real(*args, **kwargs))
-        return runs[-1]
+    def build_trainer(*args: Any, **kwargs: Any) -> Any:
+        trainer = real(*args, **kwargs)
+        fit = trainer.fit
 
-    real = orch.train_network
-    monkeypatch.setattr(_trial, "train_network", train_network)
+        def recorded_fit() -> Any:
+            runs.append(fit())
+            return runs[-1]
+
+        trainer.fit = recorded_fit  # type: ignore[method-assign]
+        return trainer
+
+    real = orch.build_trainer
+    monkeypatch.setattr(_trial, "build_trainer", build_trainer)
     study, _ = orch.submit_study(storage, _slow_spec("cancelled"))
     trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", 0.3)
     assert trial is not None
     threading.Timer(0.2, storage.cancel_study, args=("cancelled",)).start()
     report = orch.run_trial(storage, trial, "w", lease=0.3)
     assert not report.recorded
-    epochs = len(runs[0].result.history)  # type: ignore[attr-defined]
+    epochs = len(runs[0].history)
     assert 1 <= epochs < 150  # stopped at the epoch after the beat that found the claim gone
     assert helpers.trial(storage, trial.id).state == "PENDING"  # type: ignore[union-attr]  # cancel requeued it

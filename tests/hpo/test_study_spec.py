@@ -139,6 +139,7 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         3,
     )
     assert (spec.pruner.kind, spec.pruner.warmup_epochs, spec.pruner.percentile) == ("none", 2, None)
+    assert spec.checkpoints.every == 50
     assert spec.seed == 0
     assert spec.stage_epochs(0) == 2
 
@@ -364,6 +365,7 @@ def test_hash_changes_with_the_study(tmp_path: Path, old: str, new: str) -> None
         "objective: {reduce: best}\n",
         "limits: {max_attempts: 2}\n",
         "pruner: {kind: median}\n",
+        "checkpoints: {every: 10}\n",
     ],
 )
 def test_hash_changes_with_any_section(tmp_path: Path, extra: str) -> None:
@@ -385,7 +387,8 @@ def test_json_schema_shape() -> None:
         assert prop.get("description"), name
     defs = schema["$defs"]
     for model in ("SearchSpec", "StageSpec", "NarrowingSpec", "FloatParameter", "IntParameter",
-                  "CategoricalParameter", "ObjectiveSpec", "LimitsSpec", "PrunerSpec"):  # fmt: skip
+                  "CategoricalParameter", "ObjectiveSpec", "LimitsSpec", "PrunerSpec",
+                  "CheckpointsSpec"):  # fmt: skip
         for name, prop in defs[model]["properties"].items():
             assert prop.get("description"), f"{model}.{name}"
     json.dumps(schema)  # serializable as is
@@ -443,3 +446,24 @@ def test_search_trials_split_into_the_default_stages(sampler: str, trials: int, 
     assert all(st.epochs is None for st in spec.search.stages)  # training.epochs each
     again = StudySpec.model_validate(json.loads(spec.canonical_json()))  # a dump has both; they agree
     assert again == spec
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ("checkpoints: {every: -1}\n", "checkpoints.every"),
+        ("checkpoints: {every: 2.5}\n", "checkpoints.every"),
+        ("checkpoints: {keep: last}\n", "checkpoints.keep"),
+        ("checkpoints: 10\n", "checkpoints"),
+    ],
+)
+def test_bad_checkpoints_section_points_at_its_line(tmp_path: Path, section: str, message: str) -> None:
+    path = _write(tmp_path, BASE + section, "a.yaml")
+    line = (BASE + section).count("\n")  # the section is the file's last line
+    with pytest.raises(SpecError, match=rf":{line}:\d+: {message}"):
+        load_study_spec(path)
+
+
+def test_checkpoints_every_zero_turns_mid_run_checkpoints_off(tmp_path: Path) -> None:
+    spec = load_study_spec(_write(tmp_path, BASE + "checkpoints: {every: 0}\n", "a.yaml"))
+    assert spec.checkpoints.every == 0

@@ -264,6 +264,13 @@ def workers_pg_url(postgres_url: str) -> str:
     return own
 
 
+@pytest.fixture(autouse=True)
+def _artifacts_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every study a test submits keeps its models under the test's own folder: the default for a
+    PostgreSQL database, ./hpo-artifacts, would be the repository's (the CLI runs there)."""
+    monkeypatch.setenv("HPO_ARTIFACTS", str(tmp_path / "artifacts"))
+
+
 @pytest.fixture
 def broker_url(redis_url: str) -> str:
     """This session's Redis database, flushed before each test."""
