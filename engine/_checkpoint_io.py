@@ -122,6 +122,7 @@ _ARCHITECTURE: dict[str, type] = {
 }
 
 
+# Long on purpose: the format read in its own order, every member checked before any data is read.
 def read_checkpoint(zf: zipfile.ZipFile) -> dict[str, Any]:
     """The fields of the :class:`~engine.Checkpoint` in an archive, every member checked against
     its header before its data is read.

@@ -146,6 +146,7 @@ class MultiLayerNet:
         rng: Generator (or seed) for the initial weights and the dropout masks.
     """
 
+    # Long for its checks: every argument is validated here, once, so the layers can trust them.
     def __init__(
         self,
         input_size: int,

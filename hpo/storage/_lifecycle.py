@@ -34,6 +34,7 @@ class Lifecycle(Stages, TrialStates, Checkpoints, View):
 
     # -- creation ----------------------------------------------------------------------------
 
+    # Long for its contract: one transaction writes the study, stage 0, its trials and the Optuna study.
     def create_study(
         self,
         name: str,
