@@ -198,3 +198,8 @@ class Trial(Base):
     checkpoint: Mapped[str | None] = mapped_column(sa.String(64))
     checkpoint_epoch: Mapped[int | None] = mapped_column(sa.Integer)
     model: Mapped[str | None] = mapped_column(sa.String(64))
+    epochs_trained: Mapped[int | None] = mapped_column(sa.Integer)
+    train_seconds: Mapped[float | None] = mapped_column(sa.Double)
+    parent_id: Mapped[int | None] = mapped_column(
+        sa.Integer, sa.ForeignKey("hpo_trials.id", ondelete="SET NULL", name="fk_hpo_trials_parent")
+    )

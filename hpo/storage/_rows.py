@@ -197,6 +197,9 @@ class TrialRow:
         checkpoint_epoch: The epoch that checkpoint was taken after.
         model: Artifact id of its final checkpoint (the trained network, its optimizer and its
             position), recorded by ``finish``.
+        epochs_trained: Epochs this trial trained itself (not its parent's), recorded by ``finish``.
+        train_seconds: Wall seconds its attempts spent training, recorded by ``finish``.
+        parent_id: The trial whose trained network this one continues (promotion), if any.
     """
 
     id: int
@@ -220,6 +223,9 @@ class TrialRow:
     checkpoint: str | None = None
     checkpoint_epoch: int | None = None
     model: str | None = None
+    epochs_trained: int | None = None
+    train_seconds: float | None = None
+    parent_id: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -240,6 +246,8 @@ class TrialOutcome:
         intermediate: ``{epoch: objective value}`` (``None`` keeps those of the last heartbeat).
         model: Artifact id of the trial's final checkpoint in its study's artifact store (None:
             no model was kept).
+        epochs_trained: Epochs the trial trained itself (its parent's excluded).
+        train_seconds: Wall seconds its attempts spent training.
 
     Raises:
         ValueError: Not a final state, a ``COMPLETE`` outcome without a value (or NaN), or a
@@ -259,6 +267,8 @@ class TrialOutcome:
         default=None, metadata=_stored(intermediate_to_json, keep_when_none=True)
     )
     model: str | None = None
+    epochs_trained: int | None = None
+    train_seconds: float | None = None
 
     def __post_init__(self) -> None:
         final = TrialState(self.state)

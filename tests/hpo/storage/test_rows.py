@@ -29,6 +29,7 @@ def test_row_from_decodes_enum_and_json_columns_and_reads_prefixed_labels() -> N
         "reason": None, "curves": '[{"epoch":1}]', "intermediate": '{"2":0.5,"1":null}',
         "optuna_trial_id": None, "created_at": now, "started_at": now, "finished_at": now,
         "checkpoint": "c", "checkpoint_epoch": 5, "model": "m",
+        "epochs_trained": 50, "train_seconds": 1.5, "parent_id": 4,
         "enqueued_at": now,  # a column the row has no field for: ignored
     }  # fmt: skip
     row = row_from(TrialRow, {f"t__{k}": v for k, v in columns.items()}, prefix="t__")
@@ -36,6 +37,7 @@ def test_row_from_decodes_enum_and_json_columns_and_reads_prefixed_labels() -> N
     assert list(row.intermediate or {}) == [1, 2] and math.isnan((row.intermediate or {})[1])
     assert (row.id, row.number, row.worker, row.finished_at) == (7, 3, "w", now)
     assert (row.checkpoint, row.checkpoint_epoch, row.model) == ("c", 5, "m")
+    assert (row.epochs_trained, row.train_seconds, row.parent_id) == (50, 1.5, 4)
 
 
 def test_a_trial_outcome_is_checked_and_normalised_when_made() -> None:
@@ -55,11 +57,13 @@ def test_every_outcome_field_is_a_trial_column_and_is_written_encoded() -> None:
     # and a column, and this test fails if one has no column.
     assert {f.name for f in dataclasses.fields(TrialOutcome)} <= {c.name for c in Trial.__table__.columns}
     written = TrialOutcome(
-        "COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}, model="m"
+        "COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}, model="m",
+        epochs_trained=2, train_seconds=0.25,
     ).columns()
     assert written == {
         "state": "COMPLETE", "value": 0.5, "reason": None, "curves": '[{"epoch":1}]',
         "intermediate": '{"2":0.5,"1":0.25}', "model": "m",
+        "epochs_trained": 2, "train_seconds": 0.25,
     }  # fmt: skip
     assert TrialOutcome.kept_when_none() == {"curves", "intermediate"}
     assert TrialOutcome("FAIL", reason="x").columns()["curves"] is None  # keeps the heartbeat's
