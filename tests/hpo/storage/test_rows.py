@@ -57,8 +57,13 @@ def test_every_outcome_field_is_a_trial_column_and_is_written_encoded() -> None:
     # and a column, and this test fails if one has no column.
     assert {f.name for f in dataclasses.fields(TrialOutcome)} <= {c.name for c in Trial.__table__.columns}
     written = TrialOutcome(
-        "COMPLETE", 0.5, curves=[{"epoch": 1}], intermediate={2: 0.5, 1: 0.25}, model="m",
-        epochs_trained=2, train_seconds=0.25,
+        "COMPLETE",
+        0.5,
+        curves=[{"epoch": 1}],
+        intermediate={2: 0.5, 1: 0.25},
+        model="m",
+        epochs_trained=2,
+        train_seconds=0.25,
     ).columns()
     assert written == {
         "state": "COMPLETE", "value": 0.5, "reason": None, "curves": '[{"epoch":1}]',
