@@ -40,13 +40,14 @@ def first_stage_draft(spec: StudySpec) -> StageDraft:
 def next_stage_draft(storage: Storage, spec: StudySpec, study_id: int, stage: int) -> StageDraft:
     """The stage after ``stage`` (all of whose trials finished): its space, as the strategy
     derives it from ``stage``'s COMPLETE trials, and its first trials."""
-    space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
+    spaces = [space_from_json(json.loads(s.space)) for s in storage.stages(study_id)[: stage + 1]]
+    space = spaces[stage]
     finished = [
         (r.params, r.value)
         for r in storage.trials(study_id, states=(TrialState.COMPLETE,), stage=stage)
         if r.value is not None
     ]
-    space = dict(spec.strategy.next_space(spec, space, finished))
+    space = dict(spec.strategy.next_space(spec, space, finished, spaces[:stage]))
     return _draft(spec, stage + 1, space, storage.trials(study_id))
 
 
