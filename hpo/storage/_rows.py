@@ -19,8 +19,10 @@ from typing import Any, TypeVar
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 
 __all__ = [
+    "Compute",
     "StageDraft",
     "StageRow",
+    "StudyCompute",
     "StudyProgress",
     "StudyRow",
     "TrialOutcome",
@@ -316,6 +318,40 @@ class StudyProgress:
     failed: int
     created: int
     unfinished: int
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """What training some trials cost: the sums of their ``epochs_trained`` and ``train_seconds``.
+
+    Attributes:
+        epochs: Epochs the trials trained themselves.
+        seconds: Wall seconds they spent training.
+        trials: Trials that recorded their compute (those a worker finished; a trial failed by the
+            reaper after its worker was lost, or finished before revision 0007, records none).
+    """
+
+    epochs: int = 0
+    seconds: float = 0.0
+    trials: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StudyCompute:
+    """A study's compute so far (:meth:`Storage.compute`), in total and per stage.
+
+    Attributes:
+        total: Of the whole study.
+        stages: By stage index; a stage none of whose trials recorded any is left out (see
+            :meth:`stage`).
+    """
+
+    total: Compute
+    stages: Mapping[int, Compute]
+
+    def stage(self, index: int) -> Compute:
+        """The compute of stage ``index`` (zeros when none of its trials recorded any)."""
+        return self.stages.get(index, Compute())
 
 
 @dataclass(frozen=True, slots=True)
