@@ -45,6 +45,8 @@ def report(paths: Sequence[Path]) -> str:
 
 
 def _trials(doc: dict[str, Any]) -> int:
+    if "trials" in doc:
+        return int(doc["trials"])
     task = task_of({"task": doc["task"]})
     full = max(r.get("budget", 0) for r in doc["runs"]) or task.budget
     return full // task.epochs

@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from bench._quality_tasks import NARROWING_METHODS, equal_stages, halving_stages, task_of
+from bench._quality_tasks import stages_for, task_of
 
 IN_FLIGHT = 2
 
@@ -34,7 +34,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
     import time
 
     start = time.perf_counter()
-    out = run_narrowing(job) if job["method"] in NARROWING_METHODS else run_optuna(job)
+    out = run_narrowing(job) if "variant" in job else run_optuna(job)
     return {**job, **out, "seconds": round(time.perf_counter() - start, 2)}
 
 
@@ -151,11 +151,10 @@ def _train_optuna_trial(spec: Any, data: Any, trial: Any) -> dict[str, Any]:
 def narrowing_study(job: dict[str, Any]) -> dict[str, Any]:
     """The study file (a dict) of a narrowing job at its budget."""
     task = task_of(job)
-    variant = NARROWING_METHODS[job["method"]]
+    variant = job["variant"]
     spec = task.study(job["box"], Path(job["data_dir"]), f"q-{job['method']}", job["seed"])
-    schedule = halving_stages if variant["schedule"] == "halving" else equal_stages
     spec["search"]["sampler"] = "narrowing"
-    spec["search"]["stages"] = schedule(job["budget"], task.epochs)
+    spec["search"]["stages"] = stages_for(job["budget"], task.epochs, variant["schedule"])
     if variant.get("narrowing"):
         spec["search"]["narrowing"] = dict(variant["narrowing"])
     return spec

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,7 @@ TASKS: dict[str, Task] = {
             "MNIST 2000 train / 1000 validation, 784-[100]x6-10, SGD",
             _mnist(3000, 1 / 3),
             epochs=20,
-            trials=50,
+            trials=40,
             boxes={"user": _BOOK_BOX, "low": {"lr": LR_LOW_BOX, "weight_decay": WD}},
         ),
         Task(
@@ -212,17 +213,16 @@ NARROWING_METHODS: dict[str, dict[str, Any]] = {
 METHODS = (*OPTUNA_METHODS, *NARROWING_METHODS)
 
 
-def halving_stages(budget: int, epochs: int, stages: int = 4, eta: int = 2) -> list[dict[str, int]]:
-    """Stages of epochs ``E/eta^(k-1) .. E`` that each take a ``1/stages`` share of ``budget``
-    epochs (trials rounded down, at least 2 each)."""
+SCHEDULES = {"equal": (1, 1, 1, 1), "halving": (1 / 8, 1 / 4, 1 / 2, 1), "ramp": (1 / 4, 1 / 2, 1, 1)}
+"""Named stage shapes: each stage's epochs as a fraction of a full trial's."""
+
+
+def stages_for(budget: int, epochs: int, schedule: str | Sequence[float]) -> list[dict[str, int]]:
+    """Stages of the shape ``schedule`` (epoch fractions, or a name in :data:`SCHEDULES`), each
+    taking an equal share of ``budget`` epochs (trials rounded down, at least 2 each)."""
+    fractions = SCHEDULES[schedule] if isinstance(schedule, str) else tuple(schedule)
     out = []
-    for k in range(stages):
-        e = max(1, round(epochs / eta ** (stages - 1 - k)))
-        out.append({"trials": max(2, (budget // stages) // e), "epochs": e})
+    for f in fractions:
+        e = max(1, round(epochs * f))
+        out.append({"trials": max(2, (budget // len(fractions)) // e), "epochs": e})
     return out
-
-
-def equal_stages(budget: int, epochs: int, stages: int = 4) -> list[dict[str, int]]:
-    """``budget // epochs`` full trials in ``stages`` near-equal stages."""
-    n = max(stages, budget // epochs)
-    return [{"trials": n // stages + (1 if k < n % stages else 0), "epochs": epochs} for k in range(stages)]

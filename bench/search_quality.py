@@ -49,9 +49,17 @@ REFERENCE = "random"  # "epochs to reach random search's full-budget median"
 
 
 def make_jobs(
-    task: Task, methods: Sequence[str], seeds: int, boxes: Sequence[str], data_dir: str
+    task: Task,
+    methods: Sequence[str],
+    seeds: int,
+    boxes: Sequence[str],
+    data_dir: str,
+    variants: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """One job per box, method and seed (and budget, for narrowing: its stages are shares of it)."""
+    """One job per box, method and seed (and budget, for narrowing: its stages are shares of it).
+
+    ``variants`` are the narrowing methods by name (default :data:`NARROWING_METHODS`)."""
+    variants = NARROWING_METHODS if variants is None else variants
     jobs = []
     for box in boxes:
         for method in methods:
@@ -60,8 +68,8 @@ def make_jobs(
             for seed in range(seeds):
                 job = {"task": task.name, "trials": task.trials, "box": box, "method": method}
                 job |= {"seed": seed, "data_dir": data_dir}
-                if method in NARROWING_METHODS:
-                    jobs += [{**job, "budget": b} for b in task.budgets()]
+                if method in variants:
+                    jobs += [{**job, "variant": variants[method], "budget": b} for b in task.budgets()]
                 else:
                     jobs.append(job)
     return jobs
@@ -113,6 +121,12 @@ def run_result(run: dict[str, Any], budget: int) -> tuple[float | None, float | 
     return at_budget(curve(run["trials"]), budget)
 
 
+def method_order(runs: Sequence[dict[str, Any]]) -> list[str]:
+    """The methods of ``runs``: the known ones in :data:`METHODS` order, then any others."""
+    seen = list(dict.fromkeys(r["method"] for r in runs))
+    return [m for m in METHODS if m in seen] + [m for m in seen if m not in METHODS]
+
+
 def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
     """First quartile, median, third quartile (inclusive method; one value: all three)."""
     if len(xs) == 1:
@@ -141,7 +155,7 @@ def summarize(task: Task, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
         ref_vals = [v for v, _ in by.get((box, REFERENCE, task.budget), {}).values() if v is not None]
         target = statistics.median(ref_vals) if ref_vals else None
         for b in task.budgets():
-            methods = [m for m in METHODS if (box, m, b) in by]
+            methods = [m for m in method_order(runs) if (box, m, b) in by]
             seeds = sorted(set.intersection(*(set(by[(box, m, b)]) for m in methods))) if methods else []
             seed_ranks = [
                 ranks(
@@ -251,7 +265,7 @@ def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
     grid = [task.budget * k // 100 for k in range(1, 101)]
     for ax, box in zip(axes[0], boxes, strict=True):
         floor = 1.0
-        for i, m in enumerate(METHODS):
+        for i, m in enumerate(method_order(runs)):
             mine = [
                 r
                 for r in runs
@@ -268,7 +282,7 @@ def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
                 q1, q2, q3 = quartiles(sorted(got))
                 xs.append(g / task.epochs)
                 med.append(q2), lo.append(q1), hi.append(q3)
-            narrowing = m in NARROWING_METHODS
+            narrowing = "budget" in mine[0]
             ax.plot(
                 xs,
                 med,
@@ -324,34 +338,51 @@ def run_task(args: argparse.Namespace) -> None:
 
     with tempfile.TemporaryDirectory(prefix="hpo-quality-data-") as data_dir:
         write_data_files(Path(data_dir))
-        jobs = make_jobs(task, args.methods, seeds, args.boxes, data_dir)
+        variants = {**NARROWING_METHODS, **dict(args.variant)}
+        jobs = make_jobs(task, [*args.methods, *dict(args.variant)], seeds, args.boxes, data_dir, variants)
         # Longest first, so that the pool does not end on one long run.
         jobs.sort(key=lambda j: -j.get("budget", task.budget))
         start = time.perf_counter()
         with ProcessPoolExecutor(args.processes) as pool:
             runs = list(pool.map(run_job, jobs))
         seconds = time.perf_counter() - start
-    summary = summarize(task, runs)
     trials = sum(len(r["trials"]) for r in runs)
     print(f"{task.name}: {len(runs)} runs, {trials} trials in {seconds:.0f} s on {args.processes} processes")
-    print("\n".join(task_tables(task, summary)))
     out = args.out or RESULTS / f"search-quality-{task.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
+    runs = [compact(r) for r in runs]
+    methods = list(dict.fromkeys(r["method"] for r in runs))
+    if args.merge and out.exists():
+        # Keep the file's runs of the methods not run now (same seeds and budget only).
+        old = json.loads(out.read_text())
+        if (old["seeds"], old.get("trials", task.trials)) != (seeds, task.trials):
+            raise SystemExit(f"--merge: {out} has {old['seeds']} seeds of {old.get('trials')} trials")
+        runs += [r for r in old["runs"] if r["method"] not in methods]
+        methods = list(dict.fromkeys([*old["methods"], *methods]))
+        seconds += old["seconds"]
+    summary = summarize(task, runs)
+    print("\n".join(task_tables(task, summary)))
     doc = {
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "task": task.name,
         "seeds": seeds,
-        "methods": list(args.methods),
+        "trials": task.trials,
+        "methods": methods,
         "seconds": round(seconds, 1),
         "processes": args.processes,
         "summary": summary,
-        "runs": [compact(r) for r in runs],
+        "runs": runs,
     }
     out.write_text(json.dumps(doc, separators=(",", ":")))
     figure = args.figure or FIGURES / f"search-quality-{task.name}.png"
     figure.parent.mkdir(parents=True, exist_ok=True)
     draw(task, runs, figure)
     print(f"wrote {out} and {figure}")
+
+
+def _variant(text: str) -> tuple[str, dict[str, Any]]:
+    name, _, spec = text.partition("=")
+    return name, json.loads(spec)
 
 
 def main() -> None:
@@ -365,7 +396,18 @@ def main() -> None:
     parser.add_argument(
         "--trials", type=int, default=None, help="budget in full trials (default: the task's)"
     )
+    parser.add_argument(
+        "--variant",
+        type=_variant,
+        action="append",
+        default=[],
+        metavar="NAME=JSON",
+        help='another narrowing method, e.g. fast=\'{"schedule": "equal", "narrowing": {"pan_growth": 2}}\'',
+    )
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument(
+        "--merge", action="store_true", help="keep the results file's runs of the methods not run now"
+    )
     parser.add_argument("--out", type=Path, default=None, help="results file (default docs/results/...)")
     parser.add_argument("--figure", type=Path, default=None, help="PNG (default docs/img/...)")
     args = parser.parse_args()

@@ -3,9 +3,9 @@ tiny end-to-end run of each method."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
@@ -42,42 +42,55 @@ def test_importing_the_scripts_changes_no_environment() -> None:
     assert dict(os.environ) == before
 
 
-def test_stage_sizes_add_up_to_the_budget(sq: ModuleType) -> None:
-    assert sq.stage_sizes(100, (0.25, 0.25, 0.25, 0.25)) == [25, 25, 25, 25]
-    assert sq.stage_sizes(50, (0.4, 0.3, 0.3)) == [20, 15, 15]
-    assert sq.stage_sizes(7, (0.25, 0.25, 0.25, 0.25)) == [2, 2, 2, 1]
-    assert sum(sq.stage_sizes(199, sq.DEFAULT_STAGES)) == 199
+def test_stages_take_equal_shares_of_the_budget(sq: ModuleType) -> None:
+    from bench._quality_tasks import stages_for
+
+    assert stages_for(5000, 50, "equal") == [{"trials": 25, "epochs": 50}] * 4
+    halving = stages_for(5000, 50, "halving")
+    assert [s["epochs"] for s in halving] == [6, 12, 25, 50]
+    assert [s["trials"] for s in halving] == [208, 104, 50, 25]
+    assert all(s["trials"] * s["epochs"] <= 1250 for s in halving)  # never past the stage's share
+    assert stages_for(40, 50, "halving")[-1] == {"trials": 2, "epochs": 50}  # at least 2 trials
 
 
-def test_best_so_far_and_trials_to_reach(sq: ModuleType) -> None:
-    values = [0.1, None, 0.5, 0.4, 0.8, 0.7]  # None: a failed trial
-    assert sq.best_so_far(values) == [0.1, 0.1, 0.5, 0.5, 0.8, 0.8]
-    assert sq.trials_to_reach(values, 0.5) == 3
-    assert sq.trials_to_reach(values, 0.9) is None
-    assert sq._argbest([0.2, 0.9, None, 0.9]) == 1  # ties: the earlier trial
-
-
-def test_median_counts_unreached_runs_as_infinitely_many(sq: ModuleType) -> None:
-    assert sq._median_or_none([10, 20, None]) == 20
-    assert sq._median_or_none([10, None, None]) is None
-    assert sq._median_or_none([10, 30]) == 20
-
-
-def test_summary_uses_prefixes_for_random_and_own_runs_for_narrowing(sq: ModuleType) -> None:
-    ramp = [i / 200 for i in range(200)]
-    runs = [
-        {"method": "random", "values": ramp, "tests": {"50": 0.3, "100": 0.5}},
-        {"method": "narrowing", "budget": 50, "values": [0.6] * 50, "tests": {"50": 0.61}},
-        {"method": "narrowing", "budget": 100, "values": [0.2] * 100, "tests": {"100": 0.21}},
+def test_curve_reads_budgets_off_cumulative_epochs(sq: ModuleType) -> None:
+    trials = [
+        {"epochs": 10, "value": 0.5, "test": 0.4},
+        {"epochs": 3, "value": None},  # pruned: its epochs count, it has no value
+        {"epochs": 10, "value": 0.7, "test": 0.6},
+        {"epochs": 10, "value": 0.6, "test": 0.9},
     ]
-    summary = sq.summarize(runs, [50, 100])
-    assert summary["reference_random_best_at_100"] == ramp[99]
-    rows = {(r["method"], r["budget"]): r for r in summary["table"]}
-    assert rows[("random", 50)]["best_val_median"] == round(ramp[49], 4)  # its first 50 trials
-    assert rows[("narrowing", 50)]["best_val_median"] == 0.6
-    assert rows[("narrowing", 50)]["trials_to_reference_median"] == 1
-    assert rows[("narrowing", 100)]["trials_to_reference_median"] is None  # never reached
-    assert rows[("narrowing", 50)]["test_median"] == 0.61
+    points = sq.curve(trials)
+    assert points == [(10, 0.5, 0.4), (23, 0.7, 0.6)]
+    assert sq.at_budget(points, 9) == (None, None)
+    assert sq.at_budget(points, 22) == (0.5, 0.4)
+    assert sq.at_budget(points, 33) == (0.7, 0.6)  # the winner's test accuracy, not the best test
+    assert sq.epochs_to_reach(points, 0.7) == 23 and sq.epochs_to_reach(points, 0.8) is None
+
+
+def test_ranks_share_ties(sq: ModuleType) -> None:
+    assert sq.ranks({"a": 0.9, "b": 0.8, "c": 0.9, "d": 0.1}) == {"a": 1.5, "b": 3, "c": 1.5, "d": 4}
+
+
+def test_summary_reads_optuna_runs_at_each_budget_and_narrowing_runs_whole(sq: ModuleType) -> None:
+    from bench._quality_tasks import TASKS
+
+    task = dataclasses.replace(TASKS["wine"], epochs=10, trials=4)  # budgets 10, 20, 40 epochs
+    ramp = [{"epochs": 10, "value": v, "test": v} for v in (0.1, 0.2, 0.3, 0.4)]
+    runs = []
+    for seed in (0, 1):
+        runs.append({"box": "user", "method": "random", "seed": seed, "trials": ramp})
+        for b in task.budgets():
+            trials = [{"epochs": b, "value": 0.35}]
+            runs.append({"box": "user", "method": "narrowing-equal", "seed": seed, "budget": b,
+                         "trials": trials, "winner": {"test": 0.3}})  # fmt: skip
+    rows = {(r["method"], r["budget"]): r for r in sq.summarize(task, runs)["table"]}
+    assert rows[("random", 10)]["val"][1] == 0.1 and rows[("random", 40)]["val"][1] == 0.4
+    assert rows[("narrowing-equal", 20)]["val"][1] == 0.35 and rows[("narrowing-equal", 20)]["test"][1] == 0.3
+    assert rows[("narrowing-equal", 20)]["rank"] == 1 and rows[("random", 40)]["rank"] == 1
+    reach = rows[("narrowing-equal", 40)]["reach"]
+    assert reach["target"] == 0.4 and reach["epochs"] is None  # 0.35 never reaches random's 0.4
+    assert rows[("random", 40)]["reach"]["epochs"] == 40
 
 
 def test_book_listing_is_the_books_format() -> None:
@@ -86,20 +99,33 @@ def test_book_listing_is_the_books_format() -> None:
     assert lines == ["Best-1(val acc:0.83) | lr:0.0092, weight decay:3.86e-07"]
 
 
-@pytest.mark.skipif(not MNIST.is_dir(), reason="needs ../shared/data/mnist")
 def test_every_method_runs_end_to_end(tmp_path: Path) -> None:
-    out = tmp_path / "q.json"
-    cmd = [sys.executable, "bench/search_quality.py", "--seeds", "1", "--budgets", "4", "--json", str(out)]
-    cmd += ["--stages", "0.5", "0.5", "--processes", "2"]
+    # wine: scikit-learn's bundled data, so the test needs nothing outside the repository.
+    out, figure = tmp_path / "q.json", tmp_path / "q.png"
+    cmd = [sys.executable, "bench/search_quality.py", "--task", "wine", "--seeds", "1", "--trials", "4"]
+    cmd += ["--out", str(out), "--figure", str(figure), "--processes", "2"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
-    methods = {r["method"]: r for r in result["runs"]}
-    assert set(methods) == {"narrowing", "narrowing-confined", "random", "tpe", "random-wide", "tpe-wide"}
-    assert all(len(r["values"]) == 4 for r in methods.values())
-    narrowing = methods["narrowing"]
-    assert len(narrowing["spaces"]) == 2 and narrowing["stages_of"] == [0, 0, 1, 1]
-    # Confined runs never leave the declared box; the others' lr may.
-    for run in (methods["narrowing-confined"], methods["random"], methods["tpe"]):
-        assert all(1e-6 <= p["lr"] <= 1e-2 for p in run["params"])
-    assert all(math.isfinite(t) for r in methods.values() for t in r["tests"].values() if t is not None)
+    from bench._quality_tasks import METHODS
+
+    runs = result["runs"]
+    assert {r["method"] for r in runs} == set(METHODS) - {"cmaes"}  # wine has categorical parameters
+    task_budget = 4 * 40
+    for r in runs:
+        spent = sum(t["epochs"] for t in r["trials"])
+        if "budget" in r:  # narrowing: one run per budget, never past it
+            assert spent <= r["budget"] and r["winner"]["test"] is not None
+        else:  # Optuna: until the full budget is spent (the last trial may run past it)
+            assert task_budget <= spent < task_budget + 40
+    pruned = [t for r in runs if r["method"] == "random-sha" for t in r["trials"] if t["value"] is None]
+    assert all(t["epochs"] < 40 for t in pruned)
+    assert {row["box"] for row in result["summary"]["table"]} == {"user", "low"}
+    assert figure.stat().st_size > 10_000
+    report = subprocess.run(
+        [sys.executable, "-c", f"from bench._quality_report import report; from pathlib import Path; "
+         f"print(report([Path({str(out)!r})]))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stderr
+    assert "Average rank across tasks" in report.stdout and "| wine |" in report.stdout
