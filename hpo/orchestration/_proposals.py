@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from ..samplers import Space, space_from_json, space_to_json
 from ..spec import StudySpec
-from ..storage import StageDraft, Storage, TrialRow, TrialState
+from ..storage import NewTrial, StageDraft, Storage, TrialRow, TrialState
 
 __all__ = ["first_stage_draft", "next_stage_draft", "top_up"]
 
@@ -28,7 +28,7 @@ def _draft(spec: StudySpec, stage: int, space: Space, history: Sequence[TrialRow
         n_trials=spec.search.stages[stage].trials,
         epochs=spec.stage_epochs(stage),
         space_json=json.dumps(space_to_json(space)),
-        trials=strategy.propose(spec, space, range(first, first + n), history),
+        trials=[NewTrial(*p) for p in strategy.propose(spec, space, range(first, first + n), history)],
     )
 
 
@@ -63,7 +63,8 @@ def top_up(
     numbers = range(first, first + min(room, n_stage - created))
     space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
     history = storage.trials(study_id)
-    if not storage.add_trials(study_id, stage, spec.strategy.propose(spec, space, numbers, history)):
+    proposals = spec.strategy.propose(spec, space, numbers, history)
+    if not storage.add_trials(study_id, stage, [NewTrial(*p) for p in proposals]):
         return []
     return pending_ids(storage, study_id, stage, numbers)
 
