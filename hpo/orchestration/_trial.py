@@ -63,7 +63,10 @@ def run_trial(
     With the study's artifact store, the run saves a checkpoint every ``checkpoints.every``
     epochs (a retry of a trial whose worker died resumes from the latest) and a ``COMPLETE``
     trial saves its final checkpoint as its model; a store that fails is logged and never fails
-    the trial.
+    the trial. A trial that continues another trial's network (``parent_id``: promotion across
+    stages) resumes from that trial's model and trains on to its own stage's epochs; when that
+    model cannot be used (no store, gone, unreadable, not fitting) it trains from scratch with
+    the same parameters and seed (the same network: the engine continues a run exactly).
 
     Args:
         storage: The database.
@@ -117,7 +120,9 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    outcome = TrialOutcome(state, value, reason, epochs.curves, epochs.intermediate, model=model)
+    outcome = TrialOutcome(
+        state, value, reason, epochs.curves, epochs.intermediate, model=model, epochs_trained=epochs.trained
+    )
     progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
     if saver is not None:
         saver.after_finish(progress is not None, model)
@@ -139,23 +144,54 @@ def _trainer(
     time_limit: float | None,
     saver: TrialCheckpoints,
 ) -> engine.Trainer:
-    """The trial's trainer: resumed from the trial's checkpoint when a previous attempt left one
-    that fits (its curves so far then come from it), started afresh otherwise."""
-    resume = saver.resume_point()
-    trainer = None
-    if resume is not None:
-        try:
-            trainer = build_trainer(
-                train_spec, data, callback=epochs, time_limit=time_limit, resume_from=resume
-            )
-        except engine.CheckpointError as exc:
-            log.warning("trial checkpoint does not fit the trial, starting afresh: %s", exc)
-        else:
-            epochs.start_from(resume)
-    if trainer is None:
+    """The trial's trainer, resumed from the first of these that fits (its curves so far then
+    come from it): the trial's checkpoint, when a previous attempt left one; the model of the
+    trial it continues, when it was promoted (that trial's epochs are then inherited, not this
+    one's, also on a retry whose checkpoint continues them); else started afresh."""
+    number, parent = saver.trial.number, saver.parent_point()
+    for point in (saver.resume_point(), parent):
+        trainer = _resumed(train_spec, data, epochs, time_limit, point)
+        if trainer is not None and point is not None:
+            epochs.start_from(point)
+            if parent is not None and _continues(point, parent):
+                epochs.inherit(parent)
+            if point is parent:
+                log.info("trial %s continues its parent's model from epoch %s", number, point.epoch)
+            break
+    else:
+        if saver.trial.parent_id is not None:
+            log.warning("trial %s trains from scratch (its parent's parameters and seed)", number)
         trainer = build_trainer(train_spec, data, callback=epochs, time_limit=time_limit)
     saver.trainer, saver.preprocessing = trainer, data.preprocessing
     return trainer
+
+
+def _resumed(
+    train_spec: TrainSpec,
+    data: engine.Dataset,
+    epochs: _Epochs,
+    time_limit: float | None,
+    point: engine.Checkpoint | None,
+) -> engine.Trainer | None:
+    """The trial's trainer resumed from ``point``, or None (no point, or one that does not fit)."""
+    if point is None:
+        return None
+    try:
+        return build_trainer(train_spec, data, callback=epochs, time_limit=time_limit, resume_from=point)
+    except engine.CheckpointError as exc:
+        log.warning("checkpoint does not fit the trial, not resumed from: %s", exc)
+        return None
+
+
+def _continues(point: engine.Checkpoint, parent: engine.Checkpoint) -> bool:
+    """Whether the run saved in ``point`` continues ``parent``'s: its first epochs are the
+    parent's, timings included (a run from scratch never repeats those to the last bit)."""
+    if point is parent:
+        return True
+    if point.trainer is None or parent.trainer is None:
+        return False
+    history = parent.trainer.history
+    return point.trainer.history[: len(history)] == history
 
 
 class _Epochs:
@@ -171,6 +207,23 @@ class _Epochs:
         self.intermediate: dict[int, float] = {}
         self.pruned = self.interrupted = False
         self.saver: TrialCheckpoints | None = None
+        # When the run continues another trial's network (promotion across stages): the epoch and
+        # training seconds of that network's checkpoint, the other trial's, not this one's; 0 when
+        # the trial started from scratch. Set on every attempt (see inherit), a retry resumed from
+        # the trial's own checkpoint included.
+        self.inherited_epochs = 0
+        self.inherited_seconds = 0.0
+
+    @property
+    def trained(self) -> int:
+        """The epochs this trial trained itself (its parent's excluded)."""
+        return max(0, len(self.curves) - self.inherited_epochs)
+
+    def inherit(self, parent: engine.Checkpoint) -> None:
+        """The run continues ``parent``, another trial's network: its epochs are not this trial's."""
+        position = parent.trainer
+        if position is not None:
+            self.inherited_epochs, self.inherited_seconds = position.epoch, position.seconds
 
     def start_from(self, checkpoint: engine.Checkpoint) -> None:
         """Continue a run resumed from ``checkpoint``: its epochs so far are already done."""
