@@ -4,6 +4,7 @@ trains from scratch to the same result. Local studies on SQLite, the artifact st
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from hpo import orchestration as orch
 from hpo.spec import StudySpec
 from hpo.storage import Storage, StudyRow, TrialRow
+from tests.cli import run_hpo
 from tests.hpo.storage import helpers
 from tests.invariants import check_study
 
@@ -107,6 +109,12 @@ def test_a_promoted_trial_continues_its_parents_network_in_a_local_study(
         _assert_as_from_scratch(spec, child)
     fresh = [t for t in storage.trials(study.id) if t.parent_id is None]
     assert {(t.stage, t.epochs_trained) for t in fresh} == {(0, PARENT_EPOCHS), (1, CHILD_EPOCHS)}
+    # hpo status shows which trials each stage continued.
+    doc = json.loads(run_hpo("status", "promoted", "--db", storage.url, "-f", "json").stdout)
+    assert [s["promoted"] for s in doc["stages"]] == [
+        "",
+        " ".join(f"{p.number}->{c.number}" for c, p in pairs),
+    ]
 
 
 def test_without_an_artifact_store_a_promoted_trial_trains_from_scratch(
