@@ -179,7 +179,7 @@ def _resumed(
     try:
         return build_trainer(train_spec, data, callback=epochs, time_limit=time_limit, resume_from=point)
     except engine.CheckpointError as exc:
-        log.warning("checkpoint does not fit the trial, not resumed from: %s", exc)
+        log.warning("checkpoint does not fit the trial, not used: %s", exc)
         return None
 
 
