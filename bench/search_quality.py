@@ -1,39 +1,27 @@
-"""Does staged narrowing find better hyperparameters? Narrowing against Optuna's random and TPE samplers.
+"""Which search finds the best network per unit of compute? hpo's narrowing against Optuna's
+samplers and pruners, at equal epoch budgets, on several tasks and from two boxes.
 
 Usage::
 
-    python bench/search_quality.py [--protocol book|large-val] [--budgets 50 100 200] [--seeds 10]
-        [--methods narrowing narrowing-confined random tpe] [--rule top_fraction=0.25 ...]
-        [--stages 0.4 0.3 0.3] [--processes N] [--json PATH] [--figure PATH]
+    python bench/search_quality.py --task book            # one task, 10 seeds, both boxes
+    python bench/search_quality.py --task wine --quick    # 3 seeds: a quick look
+    python bench/search_quality.py --report               # the tables of every task run so far
 
-The study is the book's ch. 6.5 search (``examples/mnist-book-random.yaml``): lr in 10^[-6, -2] and
-weight decay in 10^[-8, -4] on a log scale, 50 epochs of SGD on a 784-[100]x6-10 ReLU network.
-Two protocols: ``book`` (500 MNIST images: 400 train / 100 validation, as the book) and
-``large-val`` (3000 images: 2000 train / 1000 validation: 100 validation images score a trial to
-about +-0.05, which best-of-N selection turns into optimism). Both keep hpo's 2000-image test split.
+Each ``--task`` run writes ``docs/results/search-quality-<task>.json`` (summary and compact
+per-trial data) and ``docs/img/search-quality-<task>.png`` (median best validation accuracy so
+far against cumulative epochs, one panel per box). ``--report`` reads those files and prints the
+per-task tables, the average ranks across tasks and the goals, in Markdown.
 
-Methods, each run once per seed and budget (trial seeds are the study's, as hpo derives them):
-
-- ``narrowing``: hpo's staged narrowing with the defaults (stages of ``--stages`` x budget, all
-  at 50 epochs, so equal budgets are equal compute), run by hpo itself (its storage, ``advance``
-  and ``run_trial``, one process per run). The lr window may pan past the book's 1e-2.
-- ``narrowing-confined``: the same, with ``bounds`` equal to the declared ranges (no panning out:
-  the same box as the other samplers).
-- ``random``, ``tpe``: Optuna's ``RandomSampler(seed)`` and ``TPESampler(seed)`` (defaults) in a
-  plain ``study.optimize`` loop over the same training code. One run at the largest budget; a
-  smaller budget is its first trials (both samplers' choices do not depend on the budget).
-- ``random-wide``, ``tpe-wide``: the same with lr in 10^[-6, 0], the box a user would need to
-  give them to reach where narrowing pans to.
-
-Reported per method and budget, over the seeds: the median and interquartile range of the best
-validation accuracy, the median test accuracy of the winner (retrained with its seed), and the
-trials needed to reach the median best of random search at 100 trials. Runs are spread over
-``--processes`` processes (default: the cores), one BLAS thread each.
+Tasks and methods are in ``bench/_quality_tasks.py``; how one run goes in ``bench/_quality_runs.py``.
+Every method gets the same epochs: a budget of ``K`` full trials of ``E`` epochs each, reported at
+a quarter, a half and all of it. Runs are spread over ``--processes`` processes (default: the
+cores), one BLAS thread each.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -52,405 +40,343 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
+from bench._quality_tasks import METHODS, NARROWING_METHODS, TASKS, Task, write_data_files  # noqa: E402
 
-BOOK = ROOT / "examples" / "mnist-book-random.yaml"
-PROTOCOLS: dict[str, dict[str, Any]] = {
-    "book": {"subset": 500, "val_fraction": 0.2},
-    "large-val": {"subset": 3000, "val_fraction": 1 / 3},
-}
-RANGES = {"lr": (1e-6, 1e-2), "weight_decay": (1e-8, 1e-4)}
-# What a user who knows the good lr may lie above the book's 1e-2 might give random search instead.
-WIDE_RANGES = {"lr": (1e-6, 1.0), "weight_decay": (1e-8, 1e-4)}
-METHODS = ("narrowing", "narrowing-confined", "random", "tpe", "random-wide", "tpe-wide")
-DEFAULT_STAGES = (0.25, 0.25, 0.25, 0.25)
-REFERENCE_BUDGET = 100  # "trials to reach random search's result at this budget"
+RESULTS = ROOT / "docs" / "results"
+FIGURES = ROOT / "docs" / "img"
+BOXES = ("user", "low")
+REFERENCE = "random"  # "epochs to reach random search's full-budget median"
 
 
-def study_dict(protocol: str, seed: int, name: str) -> dict[str, Any]:
-    """The book's study under ``protocol``, as a spec dict (one random stage of 100 trials)."""
-    spec = yaml.safe_load(BOOK.read_text())
-    spec["name"], spec["seed"] = name, seed
-    # The copy is written elsewhere: its relative data path is the example file's.
-    spec["dataset"]["path"] = str((BOOK.parent / spec["dataset"]["path"]).resolve())
-    spec["dataset"] |= PROTOCOLS[protocol]
-    return spec
-
-
-def stage_sizes(budget: int, fractions: Sequence[float]) -> list[int]:
-    """Split ``budget`` trials into stages by ``fractions`` (the last stage takes the rounding)."""
-    sizes = [max(1, round(budget * f)) for f in fractions[:-1]]
-    return [*sizes, budget - sum(sizes)]
-
-
-def narrowing_dict(
-    protocol: str, seed: int, budget: int, fractions: Sequence[float], rule: dict[str, Any], confined: bool
-) -> dict[str, Any]:
-    spec = study_dict(protocol, seed, f"q-{protocol}-{seed}-{budget}")
-    search = spec["search"]
-    search["sampler"] = "narrowing"
-    search["stages"] = [
-        {"trials": n, "epochs": spec["training"]["epochs"]} for n in stage_sizes(budget, fractions)
-    ]
-    if rule:
-        search["narrowing"] = dict(rule)
-    if confined:
-        for name, (low, high) in RANGES.items():
-            search["parameters"][name]["bounds"] = [low, high]
-    return spec
+def make_jobs(
+    task: Task, methods: Sequence[str], seeds: int, boxes: Sequence[str], data_dir: str
+) -> list[dict[str, Any]]:
+    """One job per box, method and seed (and budget, for narrowing: its stages are shares of it)."""
+    jobs = []
+    for box in boxes:
+        for method in methods:
+            if method == "cmaes" and not task.continuous:
+                continue  # CMA-ES samples floats; Optuna would sample the rest at random
+            for seed in range(seeds):
+                job = {"task": task.name, "trials": task.trials, "box": box, "method": method}
+                job |= {"seed": seed, "data_dir": data_dir}
+                if method in NARROWING_METHODS:
+                    jobs += [{**job, "budget": b} for b in task.budgets()]
+                else:
+                    jobs.append(job)
+    return jobs
 
 
 # ---------------------------------------------------------------------------------------------
-# One run (in a pool process)
+# Arithmetic on runs
 
 
-def _run_narrowing(job: dict[str, Any]) -> dict[str, Any]:
-    """A narrowing study run by hpo's own machinery in this process, on a SQLite file."""
-    from hpo.orchestration import run_trial, submit_study
-    from hpo.spec import StudySpec
-    from hpo.storage import Storage
-
-    spec = StudySpec.model_validate(
-        narrowing_dict(
-            job["protocol"],
-            job["seed"],
-            job["budget"],
-            job["stages"],
-            job["rule"],
-            job["method"] != "narrowing",
-        )
-    )
-    with tempfile.TemporaryDirectory(prefix="hpo-quality-") as tmp:
-        storage = Storage(f"sqlite:///{Path(tmp) / 'q.db'}")
-        storage.upgrade()
-        study, _ = submit_study(storage, spec)
-        cache: dict[str, Any] = {}
-        while (trial := storage.claim_next(study.id, "quality", 3600.0)) is not None:
-            run_trial(storage, trial, "quality", data_cache=cache)
-        study = storage.get_study_by_id(study.id)
-        trials = sorted(storage.trials(study.id), key=lambda t: t.number)
-        spaces = [json.loads(s.space) for s in storage.stages(study.id)]
-        storage.dispose()
-    if study.state != "COMPLETE":
-        raise RuntimeError(f"{spec.name} ended {study.state}: {study.reason}")
-    from hpo.orchestration import TestResult
-
-    test = TestResult.from_dict(study.test_result)
-    return {
-        **job,
-        "values": [t.value for t in trials],
-        "params": [t.params for t in trials],
-        "stages_of": [t.stage for t in trials],
-        "spaces": spaces,
-        "tests": {str(job["budget"]): None if test is None else test.test_acc},
-    }
-
-
-def _run_optuna(job: dict[str, Any]) -> dict[str, Any]:
-    """Optuna's sampler in a plain ``study.optimize`` loop over hpo's training code."""
-    import optuna
-
-    from hpo.orchestration import load_data, objective_value, train_network
-    from hpo.spec import StudySpec
-
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    seed, budget = job["seed"], max(job["budgets"])
-    spec = StudySpec.model_validate(study_dict(job["protocol"], seed, f"q-{job['method']}-{seed}"))
-    data = load_data(spec.dataset, spec.training.dtype)
-
-    def train_spec(params: dict[str, Any], number: int) -> Any:
-        return spec.trial_spec(params, 0, seed=spec.trial_seed(number))
-
-    def objective(trial: optuna.Trial) -> float:
-        ranges = WIDE_RANGES if job["method"].endswith("-wide") else RANGES
-        params = {name: trial.suggest_float(name, lo, hi, log=True) for name, (lo, hi) in ranges.items()}
-        run = train_network(train_spec(params, trial.number), data=data)
-        value = objective_value(spec, run.result.history)
-        return math.nan if value is None else value  # NaN: Optuna records a failed trial
-
-    random = job["method"].startswith("random")
-    sampler_cls = optuna.samplers.RandomSampler if random else optuna.samplers.TPESampler
-    study = optuna.create_study(direction="maximize", sampler=sampler_cls(seed=seed))
-    study.optimize(objective, n_trials=budget)
-    trials = sorted(study.trials, key=lambda t: t.number)
-    values = [t.value if t.state == optuna.trial.TrialState.COMPLETE else None for t in trials]
-    tests = {}
-    for b in job["budgets"]:  # the winner of each budget's first trials, retrained with its seed
-        best = _argbest(values[:b])
-        if best is not None:
-            tests[str(b)] = train_network(train_spec(trials[best].params, best), data=data).test_accuracy()
-    return {**job, "values": values, "params": [t.params for t in trials], "tests": tests}
-
-
-def _argbest(values: Sequence[float | None]) -> int | None:
-    scored = [(v, -i) for i, v in enumerate(values) if v is not None]
-    return -max(scored)[1] if scored else None
-
-
-def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    start = time.perf_counter()
-    out = _run_narrowing(job) if job["method"].startswith("narrowing") else _run_optuna(job)
-    out["seconds"] = round(time.perf_counter() - start, 2)
+def curve(trials: Sequence[dict[str, Any]]) -> list[tuple[int, float, float | None]]:
+    """``(cumulative epochs, best value so far, the best's test accuracy)`` after each trial that
+    improved the best, in the order the trials finished (ties keep the earlier trial)."""
+    out, spent, best = [], 0, -math.inf
+    for t in trials:
+        spent += t["epochs"]
+        if t["value"] is not None and t["value"] > best:
+            best = t["value"]
+            out.append((spent, best, t.get("test")))
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Summaries
+def at_budget(
+    points: Sequence[tuple[int, float, float | None]], budget: int
+) -> tuple[float | None, float | None]:
+    """Best value and its test accuracy once ``budget`` epochs are spent (None: nothing yet)."""
+    best: tuple[float | None, float | None] = (None, None)
+    for spent, value, test in points:
+        if spent > budget:
+            break
+        best = (value, test)
+    return best
 
 
-def best_so_far(values: Sequence[float | None]) -> list[float]:
-    out, best = [], -math.inf
-    for v in values:
-        if v is not None and v > best:
-            best = v
-        out.append(best)
-    return out
+def epochs_to_reach(points: Sequence[tuple[int, float, float | None]], target: float) -> int | None:
+    """Cumulative epochs after which the best so far first reaches ``target`` (None: never)."""
+    return next((spent for spent, value, _ in points if value >= target - 1e-12), None)
 
 
-def trials_to_reach(values: Sequence[float | None], target: float) -> int | None:
-    for n, best in enumerate(best_so_far(values), start=1):
-        if best >= target:
-            return n
-    return None
+def run_result(run: dict[str, Any], budget: int) -> tuple[float | None, float | None]:
+    """A run's best validation value and its winner's test accuracy at ``budget`` epochs.
+
+    An Optuna run is read at ``budget`` off its one full-budget run; a narrowing run is its own
+    run at that budget, whose winner hpo scored on the test split itself.
+    """
+    if "budget" in run:
+        values = [t["value"] for t in run["trials"] if t["value"] is not None]
+        test = (run.get("winner") or {}).get("test")
+        return (max(values) if values else None), test
+    return at_budget(curve(run["trials"]), budget)
 
 
-def _quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
-    q = statistics.quantiles(xs, n=4, method="inclusive") if len(xs) > 1 else [xs[0]] * 3
+def quartiles(xs: Sequence[float]) -> tuple[float, float, float]:
+    """First quartile, median, third quartile (inclusive method; one value: all three)."""
+    if len(xs) == 1:
+        return xs[0], xs[0], xs[0]
+    q = statistics.quantiles(xs, n=4, method="inclusive")
     return q[0], statistics.median(xs), q[2]
 
 
-def summarize(runs: list[dict[str, Any]], budgets: Sequence[int]) -> dict[str, Any]:
-    """Per method and budget: best validation accuracy, winners' test accuracy, trials to reach."""
-    curves: dict[tuple[str, int], list[list[float | None]]] = {}
-    tests: dict[tuple[str, int], list[float]] = {}
+def ranks(scores: dict[str, float]) -> dict[str, float]:
+    """Rank 1 for the highest score; ties share the average of their ranks."""
+    ordered = sorted(scores.values(), reverse=True)
+    return {m: statistics.mean(i + 1 for i, v in enumerate(ordered) if v == s) for m, s in scores.items()}
+
+
+def summarize(task: Task, runs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per box, method and budget: best validation and test accuracy (median, IQR), mean rank over
+    seeds, and the epochs to reach random search's full-budget median."""
+    by: dict[tuple[str, str, int], dict[int, tuple[float | None, float | None]]] = {}
     for r in runs:
-        for b in budgets:
-            if r["method"].startswith("narrowing"):
-                if r["budget"] != b:
-                    continue
-                values = r["values"]
-            else:
-                values = r["values"][:b]
-            curves.setdefault((r["method"], b), []).append(values)
-            t = r["tests"].get(str(b))
-            if t is not None:
-                tests.setdefault((r["method"], b), []).append(t)
-    reference = None
-    ref_runs = curves.get(("random", REFERENCE_BUDGET))
-    if ref_runs:
-        reference = statistics.median(best_so_far(v)[-1] for v in ref_runs)
-    table = []
-    for (method, b), runs_values in sorted(
-        curves.items(), key=lambda kv: (kv[0][1], METHODS.index(kv[0][0]))
-    ):
-        bests = [best_so_far(v)[-1] for v in runs_values]
-        q1, med, q3 = _quartiles(bests)
-        reach = [trials_to_reach(v, reference) for v in runs_values] if reference is not None else []
-        reached = sorted(n for n in reach if n is not None)
-        table.append(
-            {
-                "method": method,
-                "budget": b,
-                "runs": len(bests),
-                "best_val_median": round(med, 4),
-                "best_val_q1": round(q1, 4),
-                "best_val_q3": round(q3, 4),
-                "best_val_min": round(min(bests), 4),
-                "best_val_max": round(max(bests), 4),
-                "test_median": round(statistics.median(tests[(method, b)]), 4)
-                if tests.get((method, b))
-                else None,
-                "reached_reference": f"{len(reached)}/{len(reach)}",
-                "trials_to_reference_median": _median_or_none(reach),
-            }
-        )
-    return {"reference_random_best_at_100": reference, "table": table}
+        for b in task.budgets():
+            if "budget" in r and r["budget"] != b:
+                continue
+            by.setdefault((r["box"], r["method"], b), {})[r["seed"]] = run_result(r, b)
+    rows = []
+    for box in BOXES:
+        ref_vals = [v for v, _ in by.get((box, REFERENCE, task.budget), {}).values() if v is not None]
+        target = statistics.median(ref_vals) if ref_vals else None
+        for b in task.budgets():
+            methods = [m for m in METHODS if (box, m, b) in by]
+            seeds = sorted(set.intersection(*(set(by[(box, m, b)]) for m in methods))) if methods else []
+            seed_ranks = [
+                ranks(
+                    {m: by[(box, m, b)][s][0] if by[(box, m, b)][s][0] is not None else -1.0 for m in methods}
+                )
+                for s in seeds
+            ]
+            for m in methods:
+                vals = [v for v, _ in by[(box, m, b)].values() if v is not None]
+                tests = [t for _, t in by[(box, m, b)].values() if t is not None]
+                q1, med, q3 = quartiles(vals) if vals else (None, None, None)
+                t1, tmed, t3 = quartiles(tests) if tests else (None, None, None)
+                rows.append(
+                    {
+                        "box": box,
+                        "method": m,
+                        "budget": b,
+                        "runs": len(vals),
+                        "val": [q1, med, q3],
+                        "test": [t1, tmed, t3],
+                        "rank": statistics.mean(r[m] for r in seed_ranks) if seed_ranks else None,
+                        "reach": _reach(task, runs, box, m, target) if b == task.budget else None,
+                    }
+                )
+    return {"table": rows}
 
 
-def _median_or_none(counts: Sequence[int | None]) -> float | None:
-    """The median run's count, a run that never got there counting as infinitely many (None if
-    that is the median)."""
-    if not counts:
+def _reach(
+    task: Task, runs: Sequence[dict[str, Any]], box: str, method: str, target: float | None
+) -> dict[str, Any] | None:
+    """Epochs the median run needs to reach ``target`` (a run that never does counts as never)."""
+    if target is None:
         return None
-    median = statistics.median(math.inf if n is None else n for n in counts)
-    return None if math.isinf(median) else median
+    mine = [
+        r
+        for r in runs
+        if r["box"] == box and r["method"] == method and r.get("budget", task.budget) == task.budget
+    ]
+    counts = [epochs_to_reach(curve(r["trials"]), target) for r in mine]
+    med = statistics.median(math.inf if c is None else c for c in counts) if counts else math.inf
+    return {
+        "target": target,
+        "epochs": None if math.isinf(med) else med,
+        "reached": sum(c is not None for c in counts),
+        "runs": len(counts),
+    }
 
 
-def print_table(summary: dict[str, Any]) -> None:
-    ref = summary["reference_random_best_at_100"]
-    print(f"reference: median best val of random search at {REFERENCE_BUDGET} trials = {ref}")
-    head = (
-        f"{'method':<20}{'budget':>7}{'best val (median [IQR])':>28}{'test':>8}{'reach ref':>11}{'trials':>8}"
-    )
-    print(head)
-    for row in summary["table"]:
-        iqr = f"{row['best_val_median']:.3f} [{row['best_val_q1']:.3f}, {row['best_val_q3']:.3f}]"
-        test = "-" if row["test_median"] is None else f"{row['test_median']:.3f}"
-        trials = (
-            "-" if row["trials_to_reference_median"] is None else f"{row['trials_to_reference_median']:g}"
-        )
-        print(
-            f"{row['method']:<20}{row['budget']:>7}{iqr:>28}{test:>8}{row['reached_reference']:>11}{trials:>8}"
-        )
+# ---------------------------------------------------------------------------------------------
+# Output
 
 
-def draw(runs: list[dict[str, Any]], summary: dict[str, Any], budgets: Sequence[int], path: Path) -> None:
-    """Median best-so-far validation accuracy against trials, per method (largest budget)."""
-    import matplotlib
+def _fmt(q: Sequence[float | None]) -> str:
+    return "-" if q[1] is None else f"{q[1]:.3f} [{q[0]:.3f}, {q[2]:.3f}]"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    b = max(budgets)
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
-    for i, method in enumerate(METHODS):
-        series = [
-            best_so_far(r["values"][:b]) for r in runs if r["method"] == method and r.get("budget", b) == b
-        ]
-        series = [s for s in series if len(s) == b]
-        if not series:
+def task_tables(task: Task, summary: dict[str, Any]) -> list[str]:
+    """Markdown: one table per box, rows by budget and method."""
+    lines = []
+    for box in BOXES:
+        rows = [r for r in summary["table"] if r["box"] == box]
+        if not rows:
             continue
-        med = [statistics.median(s[n] for s in series) for n in range(b)]
-        lo = [sorted(s[n] for s in series)[len(series) // 4] for n in range(b)]
-        hi = [sorted(s[n] for s in series)[(3 * len(series)) // 4] for n in range(b)]
-        xs = range(1, b + 1)
-        ax.plot(xs, med, color=f"C{i}", label=f"{method} (median of {len(series)})")
-        ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.15)
-    ref = summary["reference_random_best_at_100"]
-    if ref is not None:
-        ax.axhline(
-            ref, color="grey", linestyle=":", label=f"random's median best at {REFERENCE_BUDGET} trials"
-        )
-    ax.set_xlabel("trials")
-    ax.set_ylabel("best validation accuracy so far")
-    ax.set_ylim(bottom=max(0.0, (ref or 0.5) - 0.4))
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_title(f"best validation accuracy vs trials ({runs[0]['protocol']} protocol; band: IQR over seeds)")
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+        lines += [f"**{box} box**: " + _box_text(task, box), ""]
+        lines += [
+            "| budget (full trials) | method | best val, median [IQR] "
+            "| winner's test acc, median [IQR] | mean rank | epochs to random's result |"
+        ]
+        lines += ["| --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            reach = r["reach"]
+            reach_text = ""
+            if reach is not None:
+                e = reach["epochs"]
+                reach_text = (
+                    "never" if e is None else f"{e / task.budget:.2f} x"
+                ) + f" ({reach['reached']}/{reach['runs']})"
+            rank = "-" if r["rank"] is None else f"{r['rank']:.2f}"
+            cells = [str(r["budget"] // task.epochs), r["method"], _fmt(r["val"]), _fmt(r["test"]), rank]
+            lines.append("| " + " | ".join([*cells, reach_text]) + " |")
+        lines.append("")
+    return lines
 
 
-def stage_windows(run: dict[str, Any], name: str) -> list[tuple[float, float]]:
-    """``(low, high)`` of parameter ``name`` in each stage a narrowing run sampled from."""
-    out = []
-    for space in run["spaces"]:
-        [dist] = [p["distribution"]["attributes"] for p in space["params"] if p["name"] == name]
-        out.append((dist["low"], dist["high"]))
-    return out
+def _box_text(task: Task, box: str) -> str:
+    parts = []
+    for name, p in task.boxes[box].items():
+        if p["type"] == "categorical":
+            parts.append(f"{name} in {{{', '.join(map(str, p['choices']))}}}")
+        else:
+            scale = " (log)" if p.get("log") else ""
+            parts.append(f"{name} in [{p['low']:g}, {p['high']:g}]{scale}")
+    return "; ".join(parts)
 
 
-def draw_windows(runs: list[dict[str, Any]], path: Path) -> None:
-    """The recovery case: each narrowing run's lr and weight-decay windows per stage (largest
-    budget), against the book's ranges, with every run's winner."""
+def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
+    """Median best-so-far validation accuracy against cumulative epochs, one panel per box."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mine = [r for r in runs if r["method"] == "narrowing"]
-    budget = max(r["budget"] for r in mine)
-    mine = [r for r in mine if r["budget"] == budget]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
-    for ax, name in zip(axes, RANGES, strict=True):
-        low, high = RANGES[name]
-        ax.axvspan(low, high, color="grey", alpha=0.12, label="the book's range")
-        for i, r in enumerate(mine):
-            windows = stage_windows(r, name)
-            for stage, (lo, hi) in enumerate(windows):
-                y = stage + (i - len(mine) / 2) * 0.6 / len(mine)
-                ax.hlines(y, lo, hi, color=f"C{stage}", linewidth=1.6)
-            best = _argbest(r["values"])
-            if best is not None:
-                y = len(windows) - 1 + (i - len(mine) / 2) * 0.6 / len(mine)
-                ax.plot(r["params"][best][name], y, "k|", markersize=7)
-        ax.set_xscale("log")
-        ax.set_yticks(range(len(stage_windows(mine[0], name))))
-        ax.set_yticklabels([f"stage {k + 1}" for k in range(len(stage_windows(mine[0], name)))])
-        ax.invert_yaxis()
-        ax.set_xlabel(name)
-        ax.legend(fontsize=8, loc="lower left")
-    fig.suptitle(
-        f"narrowing from the book's ranges: each line one seed's window per stage ({budget} trials); "
-        "| marks the winner",
-        fontsize=10,
+    boxes = [b for b in BOXES if any(r["box"] == b for r in runs)]
+    fig, axes = plt.subplots(
+        1, len(boxes), figsize=(6.5 * len(boxes), 4.6), layout="constrained", squeeze=False
     )
+    grid = [task.budget * k // 100 for k in range(1, 101)]
+    for ax, box in zip(axes[0], boxes, strict=True):
+        floor = 1.0
+        for i, m in enumerate(METHODS):
+            mine = [
+                r
+                for r in runs
+                if r["box"] == box and r["method"] == m and r.get("budget", task.budget) == task.budget
+            ]
+            if not mine:
+                continue
+            series = [[at_budget(curve(r["trials"]), g)[0] for r in mine] for g in grid]
+            xs, med, lo, hi = [], [], [], []
+            for g, vals in zip(grid, series, strict=True):
+                got = [v for v in vals if v is not None]
+                if len(got) * 2 <= len(vals):
+                    continue  # fewer than half the runs have a result yet
+                q1, q2, q3 = quartiles(sorted(got))
+                xs.append(g / task.epochs)
+                med.append(q2), lo.append(q1), hi.append(q3)
+            narrowing = m in NARROWING_METHODS
+            ax.plot(
+                xs,
+                med,
+                color=f"C{i}",
+                linewidth=2.2 if narrowing else 1.2,
+                linestyle="-" if narrowing else "--",
+                label=m,
+            )
+            ax.fill_between(xs, lo, hi, color=f"C{i}", alpha=0.10)
+            if med:
+                floor = min(floor, med[len(med) // 3])
+        ax.set_xlabel(f"cumulative epochs, in full trials of {task.epochs} epochs")
+        ax.set_ylabel("best validation accuracy so far")
+        ax.set_title(f"{box} box: {_box_text(task, box)}", fontsize=8)
+        ax.set_ylim(bottom=max(0.0, floor - 0.05))
+        ax.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{task.title} (median of the seeds; band: IQR)", fontsize=10)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def compact(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as stored in the results file: per trial only what the summaries read."""
+    keep = {k: run[k] for k in ("task", "box", "method", "seed", "seconds") if k in run}
+    if "budget" in run:
+        keep["budget"], keep["winner"] = run["budget"], run.get("winner")
+        keep["windows"] = run.get("spaces")
+    keep["trials"] = [
+        {
+            k: t.get(k)
+            for k in ("epochs", "value", "test", "stage", "parent")
+            if t.get(k) is not None or k == "value"
+        }
+        for t in run["trials"]
+    ]
+    return keep
 
 
 # ---------------------------------------------------------------------------------------------
 
 
-def _rule(items: Sequence[str]) -> dict[str, Any]:
-    rule: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        rule[key] = {"true": True, "false": False}.get(value.lower())
-        if rule[key] is None:
-            rule[key] = int(value) if value.isdigit() else float(value)
-    return rule
+def run_task(args: argparse.Namespace) -> None:
+    from hpo._blas import configure_blas  # stdlib only: NumPy is not imported yet
+
+    configure_blas(1)  # the pool processes inherit it: one BLAS thread each, hpo's kernels
+    task = TASKS[args.task]
+    if args.trials:
+        task = dataclasses.replace(task, trials=args.trials)
+    seeds = 3 if args.quick else args.seeds
+    from concurrent.futures import ProcessPoolExecutor  # after the path fix above
+
+    from bench._quality_runs import run_job
+
+    with tempfile.TemporaryDirectory(prefix="hpo-quality-data-") as data_dir:
+        write_data_files(Path(data_dir))
+        jobs = make_jobs(task, args.methods, seeds, args.boxes, data_dir)
+        # Longest first, so that the pool does not end on one long run.
+        jobs.sort(key=lambda j: -j.get("budget", task.budget))
+        start = time.perf_counter()
+        with ProcessPoolExecutor(args.processes) as pool:
+            runs = list(pool.map(run_job, jobs))
+        seconds = time.perf_counter() - start
+    summary = summarize(task, runs)
+    trials = sum(len(r["trials"]) for r in runs)
+    print(f"{task.name}: {len(runs)} runs, {trials} trials in {seconds:.0f} s on {args.processes} processes")
+    print("\n".join(task_tables(task, summary)))
+    out = args.out or RESULTS / f"search-quality-{task.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": task.name,
+        "seeds": seeds,
+        "methods": list(args.methods),
+        "seconds": round(seconds, 1),
+        "processes": args.processes,
+        "summary": summary,
+        "runs": [compact(r) for r in runs],
+    }
+    out.write_text(json.dumps(doc, separators=(",", ":")))
+    figure = args.figure or FIGURES / f"search-quality-{task.name}.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    draw(task, runs, figure)
+    print(f"wrote {out} and {figure}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="book")
-    parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 200])
+    parser.add_argument("--task", choices=sorted(TASKS))
+    parser.add_argument("--report", action="store_true", help="print the tables of the results files")
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
+    parser.add_argument("--quick", action="store_true", help="3 seeds")
+    parser.add_argument("--boxes", nargs="+", choices=BOXES, default=list(BOXES))
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
     parser.add_argument(
-        "--rule", nargs="*", default=[], help="narrowing rule overrides, e.g. top_fraction=0.2"
-    )
-    parser.add_argument(
-        "--stages", type=float, nargs="+", default=list(DEFAULT_STAGES), help="budget fractions"
+        "--trials", type=int, default=None, help="budget in full trials (default: the task's)"
     )
     parser.add_argument("--processes", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--figure", type=Path, default=None, help="PNG of best-so-far against trials")
-    parser.add_argument("--windows-figure", type=Path, default=None, help="PNG of narrowing's windows")
+    parser.add_argument("--out", type=Path, default=None, help="results file (default docs/results/...)")
+    parser.add_argument("--figure", type=Path, default=None, help="PNG (default docs/img/...)")
     args = parser.parse_args()
-    from hpo._blas import configure_blas  # stdlib only: NumPy is not imported yet
+    if args.report:
+        from bench._quality_report import report
 
-    configure_blas(1)  # the pool processes inherit it: one BLAS thread each, hpo's kernels
-    if abs(sum(args.stages) - 1) > 1e-9:
-        raise SystemExit("--stages must sum to 1")
-    jobs: list[dict[str, Any]] = []
-    common = {"protocol": args.protocol, "stages": args.stages, "rule": _rule(args.rule)}
-    for seed in range(args.seeds):
-        for method in args.methods:
-            if method.startswith("narrowing"):
-                jobs += [{**common, "method": method, "seed": seed, "budget": b} for b in args.budgets]
-            else:
-                jobs.append({**common, "method": method, "seed": seed, "budgets": args.budgets})
-    # Longest first, so that the pool does not end on one long run.
-    jobs.sort(key=lambda j: -(j.get("budget") or max(j["budgets"])))
-    from concurrent.futures import ProcessPoolExecutor  # after the path fix above
-
-    start = time.perf_counter()
-    with ProcessPoolExecutor(args.processes) as pool:
-        runs = list(pool.map(run_job, jobs))
-    seconds = time.perf_counter() - start
-    summary = summarize(runs, args.budgets)
-    print(f"{len(runs)} runs, {sum(len(r['values']) for r in runs)} trials in {seconds:.0f} s")
-    print_table(summary)
-    if args.figure:
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        draw(runs, summary, args.budgets, args.figure)
-    if args.windows_figure and any(r["method"] == "narrowing" for r in runs):
-        args.windows_figure.parent.mkdir(parents=True, exist_ok=True)
-        draw_windows(runs, args.windows_figure)
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
-                    "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                    "seconds": round(seconds, 1),
-                    "summary": summary,
-                    "runs": runs,
-                },
-                indent=1,
-            )
-        )
+        print(report(sorted(RESULTS.glob("search-quality-*.json"))))
+    elif args.task:
+        run_task(args)
+    else:
+        parser.error("give --task or --report")
 
 
 if __name__ == "__main__":

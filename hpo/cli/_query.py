@@ -66,6 +66,11 @@ def _curve_summary(trial: TrialRow) -> dict[str, Any]:
     }
 
 
+def _compute(trial: TrialRow) -> dict[str, Any]:
+    """What training the trial cost (None: not recorded, e.g. a trial that is not finished)."""
+    return {"epochs_trained": trial.epochs_trained, "train_seconds": trial.train_seconds}
+
+
 def _trial_row(trial: TrialRow, rank: int | None = None) -> dict[str, Any]:
     row: dict[str, Any] = {} if rank is None else {"rank": rank}
     row.update({"trial": trial.number, "stage": trial.stage + 1})
@@ -74,6 +79,7 @@ def _trial_row(trial: TrialRow, rank: int | None = None) -> dict[str, Any]:
     row["value"] = trial.value
     row.update(trial.params)
     row.update(_curve_summary(trial))
+    row.update(_compute(trial))
     if trial.reason:
         row["reason"] = trial.reason
     return row
@@ -159,7 +165,16 @@ def _show_status(storage: Storage, name: str, fmt: OutputFormat, executor: Any) 
     err_console().print(
         f"data: {data['kind']}" + (f" at {data['path']}" if data["path"] else ""), highlight=False
     )
+    err_console().print(
+        f"compute: {doc['epochs_trained']} epochs trained, {_seconds(doc['train_seconds'])} of training",
+        highlight=False,
+    )
     emit(doc["stages"], fmt, title="stages and their ranges")
+
+
+def _seconds(seconds: float) -> str:
+    """Seconds as a person reads them: 3 significant digits, whole seconds from 100 s."""
+    return f"{seconds:.0f} s" if seconds >= 100 else f"{seconds:.3g} s"
 
 
 def _executor_if_configured(database_url: str) -> Any:
@@ -182,11 +197,13 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
 
     study = storage.get_study(name)
     spec = study_spec(study)
+    compute = storage.compute(study.id)
     promoted = _promoted_text(storage, study.id, spec)
     stages = []
     for st in storage.stages(study.id):
         counts = storage.counts(study.id, stage=st.index)
         space = space_from_json(json.loads(st.space))
+        spent = compute.stage(st.index)
         row: dict[str, Any] = {
             "stage": st.index + 1,
             "trials": st.n_trials,
@@ -196,6 +213,8 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
             "pruned": counts.get("PRUNED", 0),
             "running": counts.get("RUNNING", 0),
             "pending": counts.get("PENDING", 0),
+            "epochs_trained": spent.epochs,
+            "train_seconds": spent.seconds,
         }
         if promoted is not None:
             row["promoted"] = promoted.get(st.index, "")
@@ -210,6 +229,8 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
         "sampler": spec.search.sampler,
         "dataset": {"kind": spec.dataset.kind, "path": spec.dataset.path},
         "reason": study.reason,
+        "epochs_trained": compute.total.epochs,  # of its finished trials: see hpo.storage.Compute
+        "train_seconds": compute.total.seconds,
         "stages": stages,
         "test_result": study.test_result,
     }
@@ -328,6 +349,7 @@ def _export_text(storage: Storage, name: str, fmt: OutputFormat) -> str:
                 "value": t.value,
                 "seed": t.seed,
                 "attempts": t.attempts,
+                **_compute(t),
                 "reason": t.reason,
                 "params": t.params,
                 "curves": t.curves or [],
@@ -337,7 +359,8 @@ def _export_text(storage: Storage, name: str, fmt: OutputFormat) -> str:
         return json.dumps({"study": _status_doc(storage, name), "trials": records}, default=str, indent=1)
     buf = io.StringIO()
     param_names = sorted({k for r in records for k in r["params"]})
-    fields = ["trial", "stage", "state", "value", "seed", "attempts", "reason", *param_names, "curves"]
+    fields = ["trial", "stage", "state", "value", "seed", "attempts", "epochs_trained", "train_seconds"]
+    fields += ["reason", *param_names, "curves"]
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in records:

@@ -50,10 +50,11 @@ def next_stage_draft(storage: Storage, spec: StudySpec, study_id: int, stage: in
     """The stage after ``stage`` (all of whose trials finished): its space, as the strategy
     derives it from ``stage``'s COMPLETE trials, and its first trials (first those that continue
     ``stage``'s trials the strategy promotes)."""
-    space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
+    spaces = [space_from_json(json.loads(s.space)) for s in storage.stages(study_id)[: stage + 1]]
+    space = spaces[stage]
     complete = storage.trials(study_id, states=(TrialState.COMPLETE,), stage=stage)
     finished = [(r.params, r.value) for r in complete if r.value is not None]
-    space = dict(spec.strategy.next_space(spec, space, finished))
+    space = dict(spec.strategy.next_space(spec, space, finished, spaces[:stage]))
     return _draft(spec, stage + 1, space, storage.trials(study_id), complete)
 
 

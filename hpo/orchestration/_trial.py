@@ -68,6 +68,14 @@ def run_trial(
     model cannot be used (no store, gone, unreadable, not fitting) it trains from scratch with
     the same parameters and seed (the same network: the engine continues a run exactly).
 
+    Every recorded outcome (``COMPLETE``, ``PRUNED``, ``FAIL``) says what the trial's training
+    cost (see :class:`_Epochs`): ``epochs_trained``, the last epoch its network completed minus
+    the epochs of the trial whose network it continues (0 without one; a retry resumed from the
+    trial's own checkpoint counts the epochs before it, which the trial trained), and
+    ``train_seconds``, the wall seconds spent in training, including those its earlier attempts
+    recorded in the checkpoint it resumed from. A trial that fails before it
+    trains (its data, its memory) records 0 and 0.0.
+
     Args:
         storage: The database.
         trial: A trial this worker has claimed (state RUNNING, ``worker`` is ours).
@@ -101,7 +109,7 @@ def run_trial(
         )
         with heartbeats.hold(storage, trial, worker, lease) as epochs.lost:
             trainer = _trainer(train_spec, data, epochs, spec.limits.trial_time_limit, saver)
-            result = trainer.fit()
+            result = epochs.train(trainer)
         if epochs.lost.is_set() or epochs.interrupted:
             if epochs.interrupted:  # Ctrl-C: handed back, not counted as an attempt
                 storage.release(trial.id, worker, attempt=trial.attempts)
@@ -120,9 +128,7 @@ def run_trial(
         reason = f"{type(exc).__name__}: {exc}"
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
-    outcome = TrialOutcome(
-        state, value, reason, epochs.curves, epochs.intermediate, model=model, epochs_trained=epochs.trained
-    )
+    outcome = epochs.outcome(state, value, reason, model)
     progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
     if saver is not None:
         saver.after_finish(progress is not None, model)
@@ -196,7 +202,17 @@ def _continues(point: engine.Checkpoint, parent: engine.Checkpoint) -> bool:
 
 class _Epochs:
     """The trainer's epoch callback for one trial: records the curves and intermediate values,
-    asks the pruner, and stops the run when its claim is lost or the process is told to stop."""
+    asks the pruner, and stops the run when its claim is lost or the process is told to stop.
+
+    It also accounts the trial's compute, as :attr:`trained` and :attr:`train_seconds`:
+
+    * epochs: the last epoch the network completed (a checkpoint's, then each recorded epoch's;
+      an epoch a run diverged or timed out in is not complete) minus :attr:`inherited_epochs`;
+    * seconds: the wall seconds of :meth:`train` plus those the resumed checkpoint carries from
+      earlier attempts (the engine's ``TrainerPosition.seconds``: an earlier attempt's seconds
+      after its last checkpoint are lost with it, as are the epochs it trained after it, which
+      this attempt trains again), minus :attr:`inherited_seconds`.
+    """
 
     def __init__(self, spec: StudySpec, should_stop: Callable[[], bool] | None) -> None:
         self.metric = spec.objective.metric
@@ -207,17 +223,23 @@ class _Epochs:
         self.intermediate: dict[int, float] = {}
         self.pruned = self.interrupted = False
         self.saver: TrialCheckpoints | None = None
-        # When the run continues another trial's network (promotion across stages): the epoch and
-        # training seconds of that network's checkpoint, the other trial's, not this one's; 0 when
-        # the trial started from scratch. Set on every attempt (see inherit), a retry resumed from
-        # the trial's own checkpoint included.
+        # Where the trial's network started when it continues another trial's network (promotion
+        # across stages): the epoch and the training seconds that network's checkpoint records
+        # (set on every attempt by inherit; 0 when it starts from scratch). They are the other
+        # trial's, so not counted as this one's. A trial's own checkpoint (a retry resumed after
+        # its worker died) is not inherited: the trial trained its epochs, but for those of its
+        # parent that it starts with.
         self.inherited_epochs = 0
         self.inherited_seconds = 0.0
+        self.last_epoch = 0  # the last epoch the network completed
+        self.carried_seconds = 0.0  # training seconds the resumed checkpoint records
+        self.train_seconds = 0.0
+        """Wall seconds this trial spent training (set by :meth:`train`)."""
 
     @property
     def trained(self) -> int:
-        """The epochs this trial trained itself (its parent's excluded)."""
-        return max(0, len(self.curves) - self.inherited_epochs)
+        """The epochs this trial trained itself (0 when it failed before training)."""
+        return max(0, self.last_epoch - self.inherited_epochs)
 
     def inherit(self, parent: engine.Checkpoint) -> None:
         """The run continues ``parent``, another trial's network: its epochs are not this trial's."""
@@ -225,9 +247,36 @@ class _Epochs:
         if position is not None:
             self.inherited_epochs, self.inherited_seconds = position.epoch, position.seconds
 
+    def outcome(
+        self, state: TrialState, value: float | None, reason: str | None, model: str | None
+    ) -> TrialOutcome:
+        """The outcome to record: the given result with this run's curves and compute."""
+        return TrialOutcome(
+            state,
+            value,
+            reason,
+            self.curves,
+            self.intermediate,
+            model=model,
+            epochs_trained=self.trained,
+            train_seconds=self.train_seconds,
+        )
+
+    def train(self, trainer: engine.Trainer) -> engine.TrainResult:
+        """``trainer.fit()``, its wall seconds added to those carried (even when it raises)."""
+        start = time.perf_counter()
+        try:
+            return trainer.fit()
+        finally:
+            spent = self.carried_seconds + time.perf_counter() - start
+            self.train_seconds = max(0.0, spent - self.inherited_seconds)
+
     def start_from(self, checkpoint: engine.Checkpoint) -> None:
-        """Continue a run resumed from ``checkpoint``: its epochs so far are already done."""
-        history = () if checkpoint.trainer is None else checkpoint.trainer.history
+        """Continue a run resumed from ``checkpoint``: its epochs and seconds so far are done."""
+        position = checkpoint.trainer
+        if position is not None:
+            self.last_epoch, self.carried_seconds = position.epoch, position.seconds
+        history = () if position is None else position.history
         for record in history:
             self.curves.append(record.as_dict())
             metric = getattr(record, self.metric)
@@ -236,6 +285,7 @@ class _Epochs:
 
     def __call__(self, record: engine.EpochRecord) -> bool:
         """True stops the run after this epoch."""
+        self.last_epoch = record.epoch
         self.curves.append(record.as_dict())
         metric = getattr(record, self.metric)
         if metric is not None and math.isfinite(metric):

@@ -3,7 +3,8 @@
 - :func:`narrow_space` / :func:`explain_narrowing`: from one stage's finished trials to the next
   stage's ranges, by the rule in :class:`NarrowingRule` (stated in ``docs/narrowing.md``).
 - :func:`sample_params` with :func:`trial_rng`: a trial's parameters as a pure function of
-  (study seed, trial number, stage space).
+  (study seed, trial number, stage space); :func:`sobol_params`: the same from a stage's
+  scrambled Sobol sequence (``search.narrowing.sampling: sobol``).
 - :func:`space_to_json` / :func:`space_from_json`: what storage keeps for each stage.
 - :class:`NarrowingSampler`: the same method as a sampler for any plain Optuna script.
 - :func:`make_sampler`: seeded samplers by name (``narrowing``, ``random``, ``tpe``, ``cmaes``).
@@ -21,9 +22,10 @@ from ._narrowing import (
     TrialResult,
     explain_narrowing,
     narrow_space,
+    pan_streaks,
 )
 from ._sampler import NarrowingSampler
-from ._sampling import sample_params, trial_rng
+from ._sampling import sample_params, sobol_params, trial_rng
 from ._space import Space, space_from_json, space_to_json
 
 __all__ = [
@@ -40,7 +42,9 @@ __all__ = [
     "explain_narrowing",
     "make_sampler",
     "narrow_space",
+    "pan_streaks",
     "sample_params",
+    "sobol_params",
     "space_from_json",
     "space_to_json",
     "trial_rng",

@@ -67,6 +67,10 @@ class NarrowingRule:
             (and not the other one too: top trials at both edges keep the window).
         edge_zone: "Crowd the edge" means the top trials' extreme lies within ``edge_zone`` times the
             current width of that edge.
+        pan_growth: A pan that continues the previous stage's pan of the same edge (``streak``
+            consecutive ones before it) goes ``margin * w * pan_growth**streak`` past the top trials
+            instead of ``margin * w``: a window far from the good region gets there in fewer
+            stages. 1 turns it off.
     """
 
     top_fraction: float = 0.25
@@ -75,6 +79,7 @@ class NarrowingRule:
     min_width: float = 0.1
     pan: bool = True
     edge_zone: float = 0.1
+    pan_growth: float = 1.0
 
     def __post_init__(self) -> None:
         _check_real("top_fraction", self.top_fraction, low=0.0, high=1.0, low_open=True)
@@ -85,6 +90,7 @@ class NarrowingRule:
         if not isinstance(self.pan, bool):
             raise NarrowingError(f"NarrowingRule.pan must be a bool, got {self.pan!r}")
         _check_real("edge_zone", self.edge_zone, low=0.0, high=1.0)
+        _check_real("pan_growth", self.pan_growth, low=1.0, high=math.inf)
 
     def n_top(self, n: int) -> int:
         """Size of the top set among ``n`` finished trials: ``max(min(min_top, n), ceil(top_fraction*n))``."""
@@ -121,6 +127,8 @@ class ParamNarrowing:
         hard_low_applied: The hard lower bound cut the window.
         hard_high_applied: The hard upper bound cut the window.
         note: Why the range was kept as it was, when it was (else ``""``).
+        pan_streak: Consecutive earlier stages whose window panned the edge this one pans (0: a
+            first pan, or none); the pan went ``pan_growth**pan_streak`` times as far.
     """
 
     name: str
@@ -135,6 +143,7 @@ class ParamNarrowing:
     hard_low_applied: bool = False
     hard_high_applied: bool = False
     note: str = ""
+    pan_streak: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able form (distributions in Optuna's JSON form)."""
@@ -154,6 +163,7 @@ def narrow_space(
     *,
     initial_space: Mapping[str, BaseDistribution],
     hard_bounds: HardBounds | None = None,
+    earlier: Sequence[Mapping[str, BaseDistribution]] = (),
 ) -> Space:
     """Narrow a stage's space around its best finished trials.
 
@@ -165,6 +175,8 @@ def narrow_space(
         rule: The rule; ``NarrowingRule()`` if omitted.
         initial_space: The stage-0 space; the minimum width is a fraction of its widths.
         hard_bounds: Limits, in value space, that no window ever crosses.
+        earlier: The spaces of the stages before this one, first stage first (how far a pan goes
+            depends on how many stages in a row panned the same edge: ``rule.pan_growth``).
 
     Returns:
         The next stage's space, in the same order as ``space``.
@@ -175,7 +187,13 @@ def narrow_space(
     return {
         name: rec.new
         for name, rec in explain_narrowing(
-            space, trials, direction, rule, initial_space=initial_space, hard_bounds=hard_bounds
+            space,
+            trials,
+            direction,
+            rule,
+            initial_space=initial_space,
+            hard_bounds=hard_bounds,
+            earlier=earlier,
         ).items()
     }
 
@@ -188,6 +206,7 @@ def explain_narrowing(
     *,
     initial_space: Mapping[str, BaseDistribution],
     hard_bounds: HardBounds | None = None,
+    earlier: Sequence[Mapping[str, BaseDistribution]] = (),
 ) -> dict[str, ParamNarrowing]:
     """Like :func:`narrow_space`, with a record of why each parameter got its new range.
 
@@ -203,6 +222,7 @@ def explain_narrowing(
     bounds = check_hard_bounds(hard_bounds, current)
     sign = _direction_sign(direction)
     ranked = _rank(trials, sign)
+    streaks = pan_streaks([*earlier, current])
 
     records: dict[str, ParamNarrowing] = {}
     for name, dist in current.items():
@@ -225,9 +245,45 @@ def explain_narrowing(
                 )
             values = [_numeric_value(name, p[name], dist) for p in top]
             records[name] = _narrow_numeric(
-                name, dist, first, values, len(carriers), rule, bounds.get(name, (None, None))
+                name,
+                dist,
+                first,
+                values,
+                len(carriers),
+                rule,
+                bounds.get(name, (None, None)),
+                streaks.get(name, (0, 0)),
             )
     return records
+
+
+def pan_streaks(spaces: Sequence[Mapping[str, BaseDistribution]]) -> dict[str, tuple[int, int]]:
+    """Per numeric parameter, how many stages in a row, ending with the last of ``spaces``, moved
+    its window's low edge down and its high edge up: ``(low streak, high streak)``.
+
+    ``spaces`` are the stages' spaces in order; stage ``j`` panned an edge when stage ``j + 1``'s
+    window reaches past it.
+    """
+    out: dict[str, tuple[int, int]] = {}
+    if not spaces:
+        return out
+    for name, dist in spaces[-1].items():
+        if not isinstance(dist, FloatDistribution | IntDistribution):
+            continue
+        windows = [s[name] for s in spaces if isinstance(s.get(name), type(dist))]
+        out[name] = (_streak(windows, low=True), _streak(windows, low=False))
+    return out
+
+
+def _streak(windows: Sequence[NumericDistribution], *, low: bool) -> int:
+    """Consecutive most recent stage transitions that moved the low (or high) edge outward."""
+    n = 0
+    for older, newer in zip(reversed(windows[:-1]), reversed(windows[1:]), strict=True):
+        moved = newer.low < older.low if low else newer.high > older.high
+        if not moved:
+            break
+        n += 1
+    return n
 
 
 def _direction_sign(direction: Direction) -> float:
@@ -332,6 +388,7 @@ class _Window:
     min_width_applied: bool = False
     hard_low_applied: bool = False
     hard_high_applied: bool = False
+    streak: int = 0
 
 
 # _window and _narrow_numeric are long on purpose: each reads top to bottom as docs/narrowing.md
@@ -345,6 +402,7 @@ def _window(
     rule: NarrowingRule,
     h_lo: float,
     h_hi: float,
+    streak: tuple[int, int] = (0, 0),
 ) -> _Window:
     """The new window in u-space.
 
@@ -372,8 +430,13 @@ def _window(
     free_hi = math.inf if pan_high else max(b, s_hi)
     r_lo, r_hi = max(free_lo, h_lo), min(free_hi, h_hi)
 
-    want_lo, want_hi = s_lo - rule.margin * w, s_hi + rule.margin * w
+    # A pan that continues the last stage's pan goes further (pan_growth**streak): a window far
+    # below the good learning rates otherwise moves by the same small step stage after stage.
+    reach_lo = rule.margin * w * (rule.pan_growth ** streak[0] if pan_low else 1.0)
+    reach_hi = rule.margin * w * (rule.pan_growth ** streak[1] if pan_high else 1.0)
+    want_lo, want_hi = s_lo - reach_lo, s_hi + reach_hi
     out = _Window(max(want_lo, r_lo), min(want_hi, r_hi))
+    out.streak = streak[0] if pan_low else streak[1] if pan_high else 0
     if out.hi - out.lo > w:
         # A pan moves the window, it does not widen it: the side that does not pan comes in, as
         # far as the top trials allow. (Otherwise a parameter that hardly matters, its top trials
@@ -417,6 +480,7 @@ def _narrow_numeric(
     n_trials: int,
     rule: NarrowingRule,
     bounds: tuple[float | None, float | None],
+    streak: tuple[int, int] = (0, 0),
 ) -> ParamNarrowing:
     log = dist.log
     step = dist.step
@@ -448,7 +512,7 @@ def _narrow_numeric(
         return dataclasses.replace(unchanged, note="the stage-0 range is a single value")
 
     s_lo, s_hi = to_u(span[0], log), to_u(span[1], log)
-    win = _window(a, b, i_hi - i_lo, s_lo, s_hi, rule, h_lo, h_hi)
+    win = _window(a, b, i_hi - i_lo, s_lo, s_hi, rule, h_lo, h_hi, streak)
 
     # Back to value space. Edges that came from the old window or a hard bound are copied exactly,
     # so that 10**log10(x) rounding can neither cross a bound nor push out a top trial.
@@ -479,6 +543,7 @@ def _narrow_numeric(
         min_width_applied=win.min_width_applied,
         hard_low_applied=win.hard_low_applied,
         hard_high_applied=win.hard_high_applied,
+        pan_streak=win.streak if (win.panned_low or win.panned_high) else 0,
     )
 
 

@@ -225,6 +225,7 @@ class NarrowingSampler(BaseSampler):
                 self._rule,
                 initial_space=initial,
                 hard_bounds=bounds,
+                earlier=[self._stage(study, k, trials)[0] for k in range(stage - 1)],
             )
             space = {name: rec.new for name, rec in records.items()}
             final = prev_final and _finished(in_prev, self._stage_range(stage - 1))

@@ -14,7 +14,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from ._errors import NarrowingError
 from ._space import check_space
 
-__all__ = ["name_rng", "sample_params", "sample_value", "trial_rng"]
+__all__ = ["name_rng", "sample_params", "sample_value", "sobol_params", "trial_rng"]
 
 
 def trial_rng(seed: int, number: int) -> np.random.Generator:
@@ -87,5 +87,62 @@ def sample_value(dist: BaseDistribution, rng: np.random.Generator) -> Any:
         else:
             value = rng.uniform(dist.low, dist.high)
         # 10**log10(x) may miss x by one ulp; the value must stay inside the distribution.
+        return float(min(max(value, dist.low), dist.high))
+    raise NarrowingError(f"cannot sample {type(dist).__name__}")
+
+
+def sobol_params(space: Mapping[str, BaseDistribution], seed: int, stage: int, index: int) -> dict[str, Any]:
+    """Point ``index`` of a stage's scrambled Sobol sequence, as one value per parameter.
+
+    The sequence is a pure function of ``(seed, stage)`` and the space's size, so any process
+    draws the same point for the same trial. The first ``2**k`` points of a Sobol sequence fill
+    the unit cube evenly, with no two points close by chance as independent draws may be; each
+    coordinate becomes a value as :func:`sample_params` would map a uniform draw (log ranges
+    uniform in ``log10``, integers and choices in equal shares).
+
+    Args:
+        space: The stage's space (one coordinate per parameter, in space order).
+        seed: The study seed.
+        stage: The stage index (each stage has its own scrambling).
+        index: The trial's position in its stage (0 for its first trial).
+    """
+    import warnings
+
+    from scipy.stats import qmc
+
+    space = check_space(space)
+    trial_rng(seed, index)  # validates seed and index
+    if not space:
+        return {}
+    engine = qmc.Sobol(
+        d=len(space), scramble=True, seed=np.random.default_rng([int(seed), int(stage), 0x50B0])
+    )
+    with warnings.catch_warnings():  # "balance properties ... n=2**m": a prefix is what a stage uses
+        warnings.simplefilter("ignore", category=UserWarning)
+        point = engine.random(index + 1)[index]
+    return {name: value_at(dist, float(u)) for (name, dist), u in zip(space.items(), point, strict=True)}
+
+
+def value_at(dist: BaseDistribution, u: float) -> Any:
+    """The value of ``dist`` at quantile ``u`` in [0, 1) of the draw :func:`sample_value` makes."""
+    u = min(max(u, 0.0), math.nextafter(1.0, 0.0))
+    if isinstance(dist, CategoricalDistribution):
+        return dist.choices[int(u * len(dist.choices))]
+    if isinstance(dist, IntDistribution):
+        if dist.log:
+            lo, hi = math.log10(dist.low - 0.5), math.log10(dist.high + 0.5)
+            return int(min(max(round(10.0 ** (lo + u * (hi - lo))), dist.low), dist.high))
+        n = (dist.high - dist.low) // dist.step
+        return int(dist.low + dist.step * int(u * (n + 1)))
+    if isinstance(dist, FloatDistribution):
+        if dist.step is not None:
+            n = math.floor((dist.high - dist.low) / dist.step + 1e-9)
+            k = int(u * (n + 1))
+            return min(float(Decimal(str(dist.low)) + k * Decimal(str(dist.step))), dist.high)
+        if dist.log:
+            lo, hi = math.log10(dist.low), math.log10(dist.high)
+            value = 10.0 ** (lo + u * (hi - lo))
+        else:
+            value = dist.low + u * (dist.high - dist.low)
         return float(min(max(value, dist.low), dist.high))
     raise NarrowingError(f"cannot sample {type(dist).__name__}")

@@ -53,10 +53,15 @@ class SearchStrategy(ABC):
         return [trials]
 
     def next_space(
-        self, spec: StudySpec, space: Space, finished: Sequence[tuple[Mapping[str, Any], float]]
+        self,
+        spec: StudySpec,
+        space: Space,
+        finished: Sequence[tuple[Mapping[str, Any], float]],
+        earlier: Sequence[Space] = (),
     ) -> Space:
         """The space of the stage after one that sampled ``space`` and finished with ``finished``
-        (``(params, value)`` of its COMPLETE trials). Default: the same space."""
+        (``(params, value)`` of its COMPLETE trials); ``earlier`` holds the spaces of the stages
+        before that one. Default: the same space."""
         return space
 
     def promote(

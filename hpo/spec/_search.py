@@ -91,7 +91,12 @@ def narrowing_rule(spec: StudySpec) -> NarrowingRule:
     if n is None:
         return NarrowingRule()
     return NarrowingRule(
-        top_fraction=n.top_fraction, min_top=n.min_top, margin=n.margin, min_width=n.min_width, pan=n.pan
+        top_fraction=n.top_fraction,
+        min_top=n.min_top,
+        margin=n.margin,
+        min_width=n.min_width,
+        pan=n.pan,
+        pan_growth=n.pan_growth,
     )
 
 

@@ -57,6 +57,16 @@ class NarrowingSpec(_Strict):
         description="When the top trials sit at an edge of the range, move the window past that edge "
         "(within bounds, when given).",
     )
+    pan_growth: Annotated[float, Field(ge=1, le=10)] = Field(
+        1.0,
+        description="A pan that continues one in the same direction in the stage before goes this "
+        "many times as far past the top trials (1: every pan goes margin x width).",
+    )
+    sampling: Literal["random", "sobol"] = Field(
+        "random",
+        description="How a stage's fresh trials fill its ranges: independent random draws, or a "
+        "scrambled Sobol sequence (spread more evenly).",
+    )
     promote: Annotated[float, Field(ge=0, lt=1)] = Field(
         0.0,
         description="Share of each later stage's trials that continue the previous stage's best "

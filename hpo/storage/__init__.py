@@ -21,7 +21,17 @@ from ._errors import StorageError, StudyExistsError, StudyNotFoundError, StudySt
 from ._migrate import VERSION_TABLE, UpgradeResult, current_revision, head_revision, upgrade
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 from ._optuna_mirror import decode_space, encode_space, optuna_storage
-from ._rows import NewTrial, StageDraft, StageRow, StudyProgress, StudyRow, TrialOutcome, TrialRow
+from ._rows import (
+    Compute,
+    NewTrial,
+    StageDraft,
+    StageRow,
+    StudyCompute,
+    StudyProgress,
+    StudyRow,
+    TrialOutcome,
+    TrialRow,
+)
 from ._storage import DEFAULT_MAX_ATTEMPTS, Storage, dispose_engines
 
 __all__ = [
@@ -29,12 +39,14 @@ __all__ = [
     "FINISHED_STATES",
     "VERSION_TABLE",
     "CheckpointRecord",
+    "Compute",
     "NewTrial",
     "StageDraft",
     "StageRow",
     "StageState",
     "Storage",
     "StorageError",
+    "StudyCompute",
     "StudyExistsError",
     "StudyNotFoundError",
     "StudyProgress",

@@ -3,8 +3,9 @@
 Each hpo study has an Optuna study of the same name in the same database; each finished hpo trial
 becomes a finished Optuna trial (``COMPLETE`` with its value, ``FAIL`` without one, ``PRUNED`` with
 its last intermediate value) with its params, distributions, per-epoch intermediate values and
-``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed``. Optuna numbers its trials
-in the order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
+``user_attrs`` ``hpo_trial_id``, ``hpo_number``, ``stage`` and ``seed`` (and, when recorded,
+``hpo_reason``, ``hpo_epochs_trained`` and ``hpo_train_seconds``). Optuna numbers its trials in the
+order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
 
 A trial that continues another trial's network (promotion across stages) has that trial's hpo
 number in ``user_attrs["hpo_parent_trial"]``.

@@ -175,6 +175,9 @@ def frozen_trial(
         user_attrs["hpo_unmirrored_params"] = unmirrored
     if row.reason:
         user_attrs["hpo_reason"] = row.reason
+    if row.epochs_trained is not None:  # recorded by every worker's finish since revision 0007
+        user_attrs["hpo_epochs_trained"] = row.epochs_trained
+        user_attrs["hpo_train_seconds"] = row.train_seconds
     if parent_number is not None:
         user_attrs["hpo_parent_trial"] = parent_number
     state, value, system_attrs = _outcome(row, intermediate)

@@ -1,4 +1,5 @@
-"""Reads of :class:`~hpo.storage.Storage`: studies, stages, trials, and the counts they move on.
+"""Reads of :class:`~hpo.storage.Storage`: studies, stages, trials, the counts they move on, and
+the compute their trials recorded.
 
 Every read runs in a read-only transaction (deferred on SQLite: it never waits for writers) and
 returns plain frozen rows (:mod:`._rows`).
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from ._base import UNFINISHED, G, S, StorageBase, T
 from ._errors import StudyNotFoundError
 from ._models import TrialState
-from ._rows import StageRow, StudyProgress, StudyRow, TrialRow, row_from
+from ._rows import Compute, StageRow, StudyCompute, StudyProgress, StudyRow, TrialRow, row_from
 
 __all__ = ["Queries"]
 
@@ -35,6 +36,22 @@ def _progress_query() -> sa.Select[Any]:
         count(in_stage).label("n_created"),
         count(in_stage, T.c.state.in_(UNFINISHED)).label("n_unfinished"),
     ).where(S.c.id == sa.bindparam("study_id"))
+
+
+@functools.cache
+def _compute_query() -> sa.CompoundSelect[Any]:
+    """:meth:`Queries.compute`'s statement, built once (``:study_id`` bound at execution): one row
+    per stage with a recorded trial, then the study's (stage NULL)."""
+    sums = (
+        sa.func.sum(T.c.epochs_trained).label("epochs"),
+        sa.func.sum(T.c.train_seconds).label("seconds"),
+        sa.func.count(T.c.epochs_trained).label("trials"),
+    )
+    of_study = T.c.study_id == sa.bindparam("study_id")
+    recorded = T.c.epochs_trained.is_not(None)
+    per_stage = sa.select(T.c.stage, *sums).where(of_study, recorded).group_by(T.c.stage)
+    total = sa.select(sa.cast(sa.null(), sa.Integer).label("stage"), *sums).where(of_study, recorded)
+    return sa.union_all(per_stage, total)
 
 
 class Queries(StorageBase):
@@ -140,6 +157,21 @@ class Queries(StorageBase):
             for state, n in conn.execute(query):
                 out[TrialState(state)] = int(n)
         return out
+
+    def compute(self, study_id: int) -> StudyCompute:
+        """The epochs and training seconds its trials recorded, per stage and in total: SQL sums,
+        in one statement (a study that does not exist has none)."""
+        stages: dict[int, Compute] = {}
+        total = Compute()
+        with self._read() as conn:
+            for stage, epochs, seconds, n in conn.execute(_compute_query(), {"study_id": study_id}):
+                # SUM of no rows is NULL (the total of a study with none recorded).
+                row = Compute(int(epochs or 0), float(seconds or 0.0), int(n))
+                if stage is None:
+                    total = row
+                else:
+                    stages[int(stage)] = row
+        return StudyCompute(total, stages)
 
     def progress(self, study_id: int) -> StudyProgress:
         """The study with the counts :func:`hpo.advance` decides on, in one statement.

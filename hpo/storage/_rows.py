@@ -19,9 +19,11 @@ from typing import Any, NamedTuple, TypeVar
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 
 __all__ = [
+    "Compute",
     "NewTrial",
     "StageDraft",
     "StageRow",
+    "StudyCompute",
     "StudyProgress",
     "StudyRow",
     "TrialOutcome",
@@ -334,6 +336,40 @@ class NewTrial(NamedTuple):
     params: Mapping[str, Any]
     seed: int
     parent_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Compute:
+    """What training some trials cost: the sums of their ``epochs_trained`` and ``train_seconds``.
+
+    Attributes:
+        epochs: Epochs the trials trained themselves.
+        seconds: Wall seconds they spent training.
+        trials: Trials that recorded their compute (those a worker finished; a trial failed by the
+            reaper after its worker was lost, or finished before revision 0007, records none).
+    """
+
+    epochs: int = 0
+    seconds: float = 0.0
+    trials: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StudyCompute:
+    """A study's compute so far (:meth:`Storage.compute`), in total and per stage.
+
+    Attributes:
+        total: Of the whole study.
+        stages: By stage index; a stage none of whose trials recorded any is left out (see
+            :meth:`stage`).
+    """
+
+    total: Compute
+    stages: Mapping[int, Compute]
+
+    def stage(self, index: int) -> Compute:
+        """The compute of stage ``index`` (zeros when none of its trials recorded any)."""
+        return self.stages.get(index, Compute())
 
 
 @dataclass(frozen=True, slots=True)

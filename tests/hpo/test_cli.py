@@ -7,6 +7,8 @@ input or usage, 130 interrupted.
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import pty
@@ -185,6 +187,32 @@ def test_relative_dataset_path_is_read_from_the_study_files_folder(tmp_path: Pat
     assert f"data: csv at {folder / 'data' / 'd.csv'}" in status.stderr
     doc = json.loads(run_hpo("status", "csv", "--db", db, "-f", "json").stdout)
     assert doc["dataset"]["path"] == str(folder / "data" / "d.csv")
+
+
+def test_status_export_and_best_account_each_trials_compute(done_db: str) -> None:
+    trials = json.loads(run_hpo("trials", "s", "-f", "json", "--db", done_db).stdout)
+    assert [t["epochs_trained"] for t in trials] == [2, 2, 2, 2]  # 4 stages of 1 trial, 2 epochs
+    assert all(t["train_seconds"] > 0 for t in trials)
+    seconds = sum(t["train_seconds"] for t in trials)
+    doc = json.loads(run_hpo("status", "s", "-f", "json", "--db", done_db).stdout)
+    assert doc["epochs_trained"] == 8 and doc["train_seconds"] == pytest.approx(seconds)
+    for stage in doc["stages"]:
+        (trial,) = (t for t in trials if t["stage"] == stage["stage"])
+        assert (stage["epochs_trained"], stage["train_seconds"]) == (2, trial["train_seconds"])
+    table = run_hpo("status", "s", "--db", done_db)
+    assert table.returncode == 0, table.stderr
+    assert f"compute: 8 epochs trained, {doc['train_seconds']:.3g} s of training\n" in table.stderr
+    header = next(line for line in table.stdout.splitlines() if "epochs_trained" in line)
+    assert "train_seconds" in header.split("epochs_trained")[1]
+    exported = json.loads(run_hpo("export", "s", "--db", done_db).stdout)
+    study = exported["study"]
+    assert (study["epochs_trained"], study["train_seconds"]) == (8, doc["train_seconds"])
+    pairs = [(t["epochs_trained"], t["train_seconds"]) for t in trials]
+    assert [(t["epochs_trained"], t["train_seconds"]) for t in exported["trials"]] == pairs
+    rows = list(csv.DictReader(io.StringIO(run_hpo("export", "s", "-f", "csv", "--db", done_db).stdout)))
+    assert [(int(r["epochs_trained"]), float(r["train_seconds"])) for r in rows] == pairs
+    (best,) = json.loads(run_hpo("best", "s", "-f", "json", "--db", done_db).stdout)["best"]
+    assert (best["epochs_trained"], best["train_seconds"]) == pairs[best["trial"]]
 
 
 def test_exit_codes_of_finished_and_stopped_studies(tmp_path: Path, done_db: str) -> None:

@@ -136,7 +136,7 @@ def test_query_commands(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'hpo.db'}"
     assert (
         _hpo(
-            "submit", str(_study_file(tmp_path, t0=6, t1=4, epochs=3)), "--db", db, "--no-progress"
+            "submit", str(_study_file(tmp_path, t0=6, t1=4, epochs=4)), "--db", db, "--no-progress"
         ).returncode
         == 0
     )
@@ -146,6 +146,7 @@ def test_query_commands(tmp_path: Path) -> None:
     assert best["test_result"]["trial_number"] == best["best"][0]["trial"]
     trials = json.loads(_hpo("trials", "s", "-f", "json", "--db", db).stdout)
     assert [t["trial"] for t in trials] == list(range(10))
+    assert [t["epochs_trained"] for t in trials] == [3] * 6 + [4] * 4  # each its stage's epochs
     status = json.loads(_hpo("status", "s", "-f", "json", "--db", db).stdout)
     assert status["state"] == "COMPLETE" and len(status["stages"]) == 2
     csv_text = _hpo("export", "s", "-f", "csv", "--db", db).stdout

@@ -217,6 +217,16 @@ def _submit(storage: Storage, spec: StudySpec, store: Path) -> tuple[StudyRow, b
     )
 
 
+def _checkpoint_seconds(study: StudyRow, artifact_id: str) -> float:
+    """The training seconds a trial's checkpoint records."""
+    from hpo.artifacts import open_store
+
+    assert study.artifacts is not None
+    position = engine.Checkpoint.from_bytes(open_store(study.artifacts).get(artifact_id)).trainer
+    assert position is not None and position.epoch == 30
+    return position.seconds
+
+
 def _without_seconds(curves: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     return [{k: v for k, v in c.items() if k != "seconds"} for c in curves or []]
 
@@ -239,15 +249,20 @@ def test_a_retry_resumes_from_the_last_checkpoint_and_ends_as_an_uninterrupted_r
     assert not report.recorded
     row = helpers.trial(local, trial.id)
     assert row is not None and row.state == "PENDING" and row.checkpoint and row.checkpoint_epoch == 30
+    carried = _checkpoint_seconds(study, row.checkpoint)
     again = helpers.claim(local, trial.id, "w2", 60)
     assert again is not None
     with caplog.at_level(logging.WARNING, logger="hpo.orchestration"):
         report = orch.run_trial(local, again, "w2")
     assert report.recorded and report.state == "COMPLETE"
+    # The trial trained all 50 epochs itself; its seconds are the first attempt's up to its
+    # checkpoint, carried by it, and the retry's.
+    done = helpers.trial(local, trial.id)
+    assert done is not None and done.epochs_trained == 50 and done.train_seconds is not None
+    assert carried < done.train_seconds <= carried + report.seconds
     resumed = f"trial {trial.number} (attempt {again.attempts}) resumes from its checkpoint at epoch 30"
     assert resumed in caplog.text
-    done = helpers.trial(local, trial.id)
-    assert done is not None and done.checkpoint is None and done.model
+    assert done.checkpoint is None and done.model
     # What the same trial gives trained in one go, in this process.
     run = orch.train_network(spec.trial_spec(trial.params, trial.stage, seed=trial.seed))
     assert _without_seconds(done.curves) == _without_seconds([r.as_dict() for r in run.result.history])

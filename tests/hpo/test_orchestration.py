@@ -191,3 +191,33 @@ def test_heartbeat_tells_the_trial_its_study_was_cancelled(
     epochs = len(runs[0].history)
     assert 1 <= epochs < 150  # stopped at the epoch after the beat that found the claim gone
     assert helpers.trial(storage, trial.id).state == "PENDING"  # type: ignore[union-attr]  # cancel requeued it
+
+
+def test_every_trial_records_the_epochs_and_the_seconds_it_trained(storage: Storage) -> None:
+    spec = _spec("compute").model_dump()
+    spec["search"]["stages"] = [{"trials": 2, "epochs": 2}, {"trials": 2, "epochs": 3}]
+    study, _ = orch.submit_study(storage, StudySpec.model_validate(spec))
+    while pending := storage.trials(study.id, states=("PENDING",)):
+        trial = helpers.claim(storage, pending[0].id, "w", 60)
+        assert trial is not None
+        report = orch.run_trial(storage, trial, "w")
+        row = helpers.trial(storage, trial.id)
+        assert row is not None and row.state == "COMPLETE" and report.recorded
+        assert row.epochs_trained == (2, 3)[row.stage] == len(row.curves or [])
+        # Training spans its epochs (each record's seconds) and is part of the trial's whole run.
+        assert row.train_seconds is not None
+        assert sum(c["seconds"] for c in row.curves or []) <= row.train_seconds <= report.seconds
+    assert len(storage.trials(study.id)) == 4
+
+
+def test_a_trial_that_fails_before_training_records_no_epochs_and_no_seconds(
+    storage: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    study, _ = orch.submit_study(storage, _spec("too-big"))
+    monkeypatch.setattr(_trial, "memory_limit", lambda: 1)  # after the submit's own memory check
+    trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", 60)
+    assert trial is not None
+    report = orch.run_trial(storage, trial, "w")
+    row = helpers.trial(storage, trial.id)
+    assert report.state == "FAIL" and row is not None and "does not fit in memory" in (row.reason or "")
+    assert (row.epochs_trained, row.train_seconds) == (0, 0.0)

@@ -67,6 +67,10 @@ pruner: {kind: median, warmup_epochs: 1}
     pruned = [t for t in facts["trials"] if t.state == "PRUNED"]
     assert pruned, "a median pruner over lr 1e-5..1 prunes the hopeless trials"
     assert all(len(t.curves) < 12 and t.reason and "pruned" in t.reason for t in pruned)
+    # Each trial trained the epochs its curves hold: all 12, or fewer when pruned.
+    assert all(t.epochs_trained == len(t.curves) for t in facts["trials"])
+    assert all(t.epochs_trained == 12 for t in facts["trials"] if t.state == "COMPLETE")
+    assert all(t.train_seconds and t.train_seconds > 0 for t in facts["trials"])
 
 
 def test_diverging_trials_fail_with_reason_and_the_study_stops_past_the_limit(tmp_path: Path) -> None:
@@ -88,6 +92,8 @@ limits: {max_failed_trials: 3}
     failed = storage.trials(study.id, states=("FAIL",))
     assert len(failed) >= 4
     assert all("non-finite" in (t.reason or "") for t in failed)
+    # The epoch a trial diverged in is not complete: it trained the epochs before it.
+    assert all(t.epochs_trained == len(t.curves or []) < 5 for t in failed)
     assert all(t.value is None for t in failed)  # never a NaN stored as a score
     assert storage.counts(study.id).get("RUNNING", 0) == 0
 
@@ -109,6 +115,9 @@ limits: {trial_time_limit: 0.5, max_failed_trials: 5}
     trials = storage.trials(study.id)
     assert [t.state for t in trials] == ["FAIL", "FAIL"]
     assert all("time limit" in (t.reason or "") for t in trials)
+    # Trained up to the limit, in whole epochs before the one it was stopped in.
+    assert all(t.train_seconds and t.train_seconds >= 0.5 for t in trials)
+    assert all(t.epochs_trained == len(t.curves or []) for t in trials)
     # No trial completed: the study has no result, so it failed (exit code 1), and says why.
     assert proc.returncode == 1, proc.stderr
     assert study.state == "FAILED" and (study.reason or "").startswith(

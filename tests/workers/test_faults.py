@@ -105,6 +105,13 @@ def test_two_stage_study_on_two_workers(
     one_optuna_trial_per_trial(storage, study_name)
     # both worker processes took part
     assert len({t.worker.split(":")[1] for t in facts["trials"]}) >= 2
+    # each recorded the compute of its trials: the stage's epochs, seconds that add up
+    epochs = {s.index: s.epochs for s in stages}
+    assert all(t.epochs_trained == epochs[t.stage] for t in facts["trials"])
+    compute = storage.compute(facts["study"].id)
+    assert compute.total.epochs == sum(epochs[t.stage] for t in facts["trials"])
+    assert compute.total.seconds == pytest.approx(sum(t.train_seconds or 0.0 for t in facts["trials"]))
+    assert all(t.train_seconds and t.train_seconds > 0 for t in facts["trials"])
 
 
 def test_sigkill_of_a_pool_process_mid_trial(

@@ -24,7 +24,9 @@ from hpo.samplers import (
     NarrowingRule,
     explain_narrowing,
     narrow_space,
+    pan_streaks,
     sample_params,
+    sobol_params,
     space_from_json,
     space_to_json,
     trial_rng,
@@ -88,6 +90,8 @@ def test_rule_defaults() -> None:
         {"pan": 1},
         {"edge_zone": -0.01},
         {"edge_zone": "0.1"},
+        {"pan_growth": 0.5},
+        {"pan_growth": math.inf},
     ],
 )
 def test_rule_rejects_bad_values(kwargs: dict[str, Any]) -> None:
@@ -117,6 +121,54 @@ def test_book_case_pans_above_the_old_edge() -> None:
     # wd does not matter much here: its top trials are spread, its window stays inside the old one.
     assert not records["wd"].panned_low and not records["wd"].panned_high
     assert WD.low <= _range(records["wd"].new)[0] and _range(records["wd"].new)[1] <= WD.high
+
+
+def test_pan_streaks_count_consecutive_outward_moves_of_each_edge() -> None:
+    lrs = [(1e-6, 1e-2), (1e-5, 3e-2), (1e-4, 1e-1), (1e-3, 5e-2)]
+    spaces = [{"lr": FloatDistribution(lo, hi, log=True), "wd": WD} for lo, hi in lrs]
+    assert pan_streaks(spaces[:1]) == {"lr": (0, 0), "wd": (0, 0)}
+    assert pan_streaks(spaces[:2])["lr"] == (0, 1)
+    assert pan_streaks(spaces[:3])["lr"] == (0, 2)
+    assert pan_streaks(spaces)["lr"] == (0, 0)  # the last stage came back down: the streak ends
+    assert pan_streaks([{"c": CategoricalDistribution(["a", "b"])}]) == {}
+
+
+def test_a_pan_that_continues_goes_pan_growth_times_as_far() -> None:
+    # Accuracy rises with lr up to the top: the top trials crowd the high edge every stage.
+    trials = _book_trials(20, lambda lr, wd: math.log10(lr))
+    earlier = [{"lr": FloatDistribution(1e-7, 1e-3, log=True), "wd": WD}]  # the stage before panned up
+    plain = explain_narrowing(BOOK, trials, "maximize", initial_space=BOOK)["lr"]
+    rule = NarrowingRule(pan_growth=2.0)
+    first = explain_narrowing(BOOK, trials, "maximize", rule, initial_space=BOOK)["lr"]
+    again = explain_narrowing(BOOK, trials, "maximize", rule, initial_space=BOOK, earlier=earlier)["lr"]
+    assert first.new == plain.new and first.pan_streak == 0  # a first pan is the plain rule's
+    assert again.panned_high and again.pan_streak == 1
+    assert plain.span is not None
+    top = math.log10(plain.span[1])
+    # margin * w past the top trials, then twice that (w: the 4-decade window)
+    assert math.log10(_range(plain.new)[1]) == pytest.approx(top + 0.15 * 4)
+    assert math.log10(_range(again.new)[1]) == pytest.approx(top + 2 * 0.15 * 4)
+    # The pan moves the window, it does not widen it.
+    lo, hi = (math.log10(x) for x in _range(again.new))
+    assert hi - lo <= 4 + 1e-9
+
+
+def test_sobol_points_are_spread_inside_the_space_and_reproducible() -> None:
+    space: dict[str, BaseDistribution] = {
+        "lr": LR,
+        "width": IntDistribution(4, 256, log=True),
+        "opt": CategoricalDistribution(["sgd", "adam", "rmsprop", "momentum"]),
+    }
+    points = [sobol_params(space, 3, 1, i) for i in range(16)]
+    assert points == [sobol_params(space, 3, 1, i) for i in range(16)]
+    assert points != [sobol_params(space, 3, 2, i) for i in range(16)]  # each stage its own scrambling
+    for p in points:
+        assert LR.low <= p["lr"] <= LR.high and 4 <= p["width"] <= 256 and isinstance(p["width"], int)
+    # 16 Sobol points put exactly 4 in each quarter of every coordinate: each choice 4 times, and
+    # 4 learning rates in each decade of the 4.
+    assert sorted(p["opt"] for p in points).count("adam") == 4
+    decades = [math.floor(math.log10(p["lr"])) for p in points]
+    assert all(decades.count(d) == 4 for d in (-6, -5, -4, -3))
 
 
 def test_top_trials_at_both_edges_keep_the_window() -> None:

@@ -109,3 +109,20 @@ def test_split_trials() -> None:
     assert split_trials(2) == [1, 1]
     with pytest.raises(ValueError):
         split_trials(0)
+
+
+def test_narrowing_with_sobol_sampling_gives_each_trial_its_point_of_the_stage() -> None:
+    from hpo.samplers import sobol_params
+
+    study = {
+        **STUDY,
+        "search": {**STUDY["search"], "sampler": "narrowing", "narrowing": {"sampling": "sobol"}},
+    }
+    spec = StudySpec.model_validate(study)
+    strategy, space = spec.strategy, spec.search_space()
+    first = spec.first_number(1)  # stage 1's trials: points 0, 1, ... of stage 1's sequence
+    proposed = strategy.propose(spec, space, range(first, first + 3), [])
+    assert [p for _, p, _ in proposed] == [sobol_params(space, spec.seed, 1, i) for i in range(3)]
+    assert proposed == strategy.propose(spec, space, range(first, first + 3), [])
+    # The contract holds as for random draws: a pure function, one seed per trial number.
+    assert [s for _, _, s in proposed] == [spec.trial_seed(n) for n in range(first, first + 3)]

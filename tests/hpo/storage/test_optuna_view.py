@@ -48,6 +48,9 @@ def assert_optuna_view_agrees(storage: Storage, study: StudyRow) -> None:
             row.stage + 1,  # 1-based, as hpo's commands show it
             row.seed,
         )
+        # The compute a trial recorded; none (a trial finished before revision 0007) is left out.
+        compute = (ft.user_attrs.get("hpo_epochs_trained"), ft.user_attrs.get("hpo_train_seconds"))
+        assert compute == (row.epochs_trained, row.train_seconds)
         if row.state == TrialState.COMPLETE:
             assert ft.value == row.value
         elif row.state == TrialState.FAIL:
@@ -63,17 +66,18 @@ def _run(storage: Storage, study: StudyRow, stage: int, worker: str = "w") -> No
         assert claimed is not None
         steps = {1: 0.1 * (trial.number % 5), 2: 0.1 * (trial.number % 5) + 0.05}
         kind = trial.number % 4
-        if kind == 0:
+        compute = {"epochs_trained": 2, "train_seconds": 0.25 + trial.number}
+        if kind == 0:  # with no compute recorded, as before revision 0007
             assert storage.finish(
                 trial.id, worker, TrialOutcome("FAIL", reason="diverged", intermediate={1: 0.01})
             )
         elif kind == 1:
             assert storage.finish(
-                trial.id, worker, TrialOutcome("PRUNED", reason="median rule", intermediate=steps)
+                trial.id, worker, TrialOutcome("PRUNED", reason="median rule", intermediate=steps, **compute)
             )
         else:
             assert storage.finish(
-                trial.id, worker, TrialOutcome("COMPLETE", steps[2] + 0.5, intermediate=steps)
+                trial.id, worker, TrialOutcome("COMPLETE", steps[2] + 0.5, intermediate=steps, **compute)
             )
     storage.mirror(study.id)
 
