@@ -4,12 +4,14 @@ stage the next stage continues, by the rule of docs/narrowing.md."""
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from optuna.distributions import BaseDistribution
 
 from hpo.samplers import sample_params, trial_rng
 from hpo.search import get_strategy
@@ -48,9 +50,14 @@ def _spec(
 
 
 def _row(
-    spec: StudySpec, number: int, value: float | None, state: str = "COMPLETE", stage: int = 0
+    spec: StudySpec,
+    number: int,
+    value: float | None,
+    state: str = "COMPLETE",
+    stage: int = 0,
+    space: Mapping[str, BaseDistribution] | None = None,
 ) -> TrialRow:
-    params = sample_params(spec.search_space(), trial_rng(spec.seed, number))
+    params = sample_params(space or spec.search_space(), trial_rng(spec.seed, number))
     return TrialRow(
         id=100 + number,
         study_id=1,
@@ -171,46 +178,53 @@ PROPERTY_SETTINGS = settings(
 @PROPERTY_SETTINGS
 @given(
     seed=st.integers(0, 2**31),
-    n0=st.integers(1, 30),
-    n1=st.integers(1, 30),
+    n=st.lists(st.integers(1, 30), min_size=3, max_size=3),
     share=st.floats(0.0, 0.99),
     top_fraction=st.floats(0.01, 1.0),
     min_top=st.integers(1, 6),
     margin=st.floats(0.0, 1.0),
     min_width=st.floats(0.001, 1.0),
     pan=st.booleans(),
-    scores=st.lists(st.sampled_from([None, 0.0, 0.25, 0.5, 0.5, 0.75, 1.0]), min_size=30, max_size=30),
+    pan_growth=st.floats(1.0, 3.0),
+    scores=st.lists(st.sampled_from([None, 0.0, 0.25, 0.5, 0.5, 0.75, 1.0]), min_size=60, max_size=60),
 )
 def test_promoted_trials_are_the_top_of_their_stage_and_inside_the_narrowed_window(
     seed: int,
-    n0: int,
-    n1: int,
+    n: list[int],
     share: float,
     top_fraction: float,
     min_top: int,
     margin: float,
     min_width: float,
     pan: bool,
+    pan_growth: float,
     scores: list[float | None],
 ) -> None:
-    rule = {
-        "top_fraction": top_fraction,
-        "min_top": min_top,
-        "margin": margin,
-        "min_width": min_width,
-        "pan": pan,
-    }
-    spec = _spec(promote=share, stages=((n0, 2), (n1, 3)), seed=seed, **rule)
-    rows = [_row(spec, i, s, "COMPLETE" if s is not None else "FAIL") for i, s in enumerate(scores[:n0])]
-    complete = [r for r in rows if r.value is not None]
-    finished = [(r.params, r.value) for r in complete]
-    space = get_strategy("narrowing").next_space(spec, spec.search_space(), finished)
-    promoted = promoted_trials(spec, 1, space, rows)
-    n_top = spec.narrowing_rule().n_top(len(complete))
-    # Nothing is left out by the window check: exactly m, by the rule's formula.
-    assert len(promoted) == min(promoted_count(share, n1), n_top, len(complete))
-    ranked = sorted(complete, key=lambda r: (-(r.value or 0.0), r.number))
-    assert promoted == ranked[: len(promoted)]
-    for trial in promoted:
-        for name, dist in space.items():
-            assert dist._contains(dist.to_internal_repr(trial.params[name])), (name, trial.params[name], dist)
+    rule = {"top_fraction": top_fraction, "min_top": min_top, "margin": margin, "min_width": min_width}
+    rule.update(pan=pan, pan_growth=pan_growth)
+    spec = _spec(promote=share, stages=((n[0], 2), (n[1], 3), (n[2], 4)), seed=seed, **rule)
+    strategy = get_strategy("narrowing")
+    spaces: list[Any] = [spec.search_space()]
+    for stage in (0, 1):  # stage 1 samples the narrowed space of stage 0, and stage 2 stage 1's
+        first = spec.first_number(stage)
+        rows = [
+            _row(spec, k, v, "COMPLETE" if v is not None else "FAIL", stage, spaces[stage])
+            for k, v in zip(range(first, first + n[stage]), scores[first:], strict=False)
+        ]
+        complete = [r for r in rows if r.value is not None]
+        finished = [(r.params, r.value) for r in complete]
+        space = strategy.next_space(spec, spaces[stage], finished, spaces[:stage])
+        spaces.append(space)
+        promoted = promoted_trials(spec, stage + 1, space, rows)
+        n_top = spec.narrowing_rule().n_top(len(complete))
+        # Nothing is left out by the window check: exactly m, by the rule's formula.
+        assert len(promoted) == min(promoted_count(share, n[stage + 1]), n_top, len(complete))
+        ranked = sorted(complete, key=lambda r: (-(r.value or 0.0), r.number))
+        assert promoted == ranked[: len(promoted)]
+        for trial in promoted:
+            for name, dist in space.items():
+                assert dist._contains(dist.to_internal_repr(trial.params[name])), (
+                    name,
+                    trial.params[name],
+                    dist,
+                )
