@@ -14,6 +14,7 @@ from ._common import DbOption, FormatOption, NameArgument, emit, open_storage
 from ._console import err_console, out_console
 
 if TYPE_CHECKING:
+    from hpo.spec import StudySpec
     from hpo.storage import Storage, TrialRow
 
 __all__ = ["best", "best_rows", "export", "status", "studies", "trials"]
@@ -197,6 +198,7 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
     study = storage.get_study(name)
     spec = study_spec(study)
     compute = storage.compute(study.id)
+    promoted = _promoted_text(storage, study.id, spec)
     stages = []
     for st in storage.stages(study.id):
         counts = storage.counts(study.id, stage=st.index)
@@ -214,6 +216,8 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
             "epochs_trained": spent.epochs,
             "train_seconds": spent.seconds,
         }
+        if promoted is not None:
+            row["promoted"] = promoted.get(st.index, "")
         for pname in spec.search.parameters:
             row[pname] = range_text(space.get(pname))
         stages.append(row)
@@ -230,6 +234,18 @@ def _status_doc(storage: Storage, name: str) -> dict[str, Any]:
         "stages": stages,
         "test_result": study.test_result,
     }
+
+
+def _promoted_text(storage: Storage, study_id: int, spec: StudySpec) -> dict[int, str] | None:
+    """Per stage, the trials that continue the previous stage's (``parent->trial`` numbers), or
+    None for a study that promotes none (its status shows no such column)."""
+    promotions = storage.promotions(study_id)
+    if not promotions and not (spec.search.narrowing and spec.search.narrowing.promote):
+        return None
+    out: dict[int, list[str]] = {}
+    for stage, parent, number in promotions:
+        out.setdefault(stage, []).append(f"{parent}->{number}")
+    return {stage: " ".join(pairs) for stage, pairs in out.items()}
 
 
 @app.command()

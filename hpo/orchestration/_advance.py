@@ -68,7 +68,7 @@ def advance_study(storage: Storage, study_id: int, progress: StudyProgress | Non
         draft = next_stage_draft(storage, spec, study_id, stage)
         if not storage.advance(study_id, stage, draft):
             return []
-        return pending_ids(storage, study_id, draft.index, [number for number, _, _ in draft.trials])
+        return pending_ids(storage, study_id, draft.index, [t.number for t in draft.trials])
     if not best_trials(storage, study_id, spec, 1):
         # A study none of whose trials completed has no result: it failed, whatever its stages did.
         storage.fail_study(study_id, _nothing_completed(storage, study_id))

@@ -2,8 +2,9 @@
 
 A running trial saves a checkpoint every ``checkpoints.every`` epochs (only the latest is kept:
 its id is on the trial's row, the one before is removed), so a retry after its worker died
-resumes from it; a COMPLETE trial saves its final checkpoint as its model. A store that fails
-never fails the trial: the failure is logged and the trial goes on without that artifact.
+resumes from it; a COMPLETE trial saves its final checkpoint as its model, which a trial of a
+later stage that continues it (promotion) resumes from. A store that fails never fails the trial:
+the failure is logged and the trial goes on without that artifact.
 """
 
 from __future__ import annotations
@@ -77,6 +78,24 @@ class TrialCheckpoints:
             checkpoint.epoch,
         )
         return checkpoint
+
+    def parent_point(self) -> engine.Checkpoint | None:
+        """The model of the trial this one continues (its parent: promotion across stages), when
+        the trial has one and it can be read; None otherwise (logged when it cannot be read)."""
+        t, parent = self.trial, None
+        if t.parent_id is None:
+            return None
+        try:
+            if self.store is None:
+                raise LookupError("the study keeps no artifact store")
+            parent = self.storage.find_trial(t.parent_id)
+            if parent is None or not parent.model:
+                raise LookupError("it kept no model")
+            return engine.Checkpoint.from_bytes(self.store.get(parent.model))
+        except Exception as exc:
+            which = "its parent" if parent is None else f"trial {parent.number}"
+            log.warning("trial %s cannot continue the model of %s: %s", t.number, which, exc)
+            return None
 
     def after_epoch(self, epoch: int) -> None:
         """Save a checkpoint if ``epoch`` is due one (called from the epoch callback)."""

@@ -11,24 +11,33 @@ from collections.abc import Sequence
 
 from ..samplers import Space, space_from_json, space_to_json
 from ..spec import StudySpec
-from ..storage import StageDraft, Storage, TrialRow, TrialState
+from ..storage import NewTrial, StageDraft, Storage, TrialRow, TrialState
 
 __all__ = ["first_stage_draft", "next_stage_draft", "top_up"]
 
 
-def _draft(spec: StudySpec, stage: int, space: Space, history: Sequence[TrialRow]) -> StageDraft:
-    """Stage ``stage`` sampling ``space``: all its trials, or a sequential strategy's first few."""
+def _draft(
+    spec: StudySpec, stage: int, space: Space, history: Sequence[TrialRow], previous: Sequence[TrialRow] = ()
+) -> StageDraft:
+    """Stage ``stage`` sampling ``space``: all its trials, or a sequential strategy's first few.
+
+    Its first trials continue the networks of the trials of ``previous`` (the stage before) that
+    the strategy promotes, with their parameters and seeds; the others are the strategy's proposals.
+    """
     strategy = spec.strategy
     n = spec.search.stages[stage].trials
     if strategy.sequential:
         n = min(n, spec.in_flight_limit())
     first = spec.first_number(stage)
+    parents = strategy.promote(spec, stage, space, previous)[:n] if previous else []
+    promoted = [NewTrial(first + i, p.params, p.seed, p.id) for i, p in enumerate(parents)]
+    fresh = strategy.propose(spec, space, range(first + len(promoted), first + n), history)
     return StageDraft(
         index=stage,
         n_trials=spec.search.stages[stage].trials,
         epochs=spec.stage_epochs(stage),
         space_json=json.dumps(space_to_json(space)),
-        trials=strategy.propose(spec, space, range(first, first + n), history),
+        trials=[*promoted, *(NewTrial(*p) for p in fresh)],
     )
 
 
@@ -39,16 +48,14 @@ def first_stage_draft(spec: StudySpec) -> StageDraft:
 
 def next_stage_draft(storage: Storage, spec: StudySpec, study_id: int, stage: int) -> StageDraft:
     """The stage after ``stage`` (all of whose trials finished): its space, as the strategy
-    derives it from ``stage``'s COMPLETE trials, and its first trials."""
+    derives it from ``stage``'s COMPLETE trials, and its first trials (first those that continue
+    ``stage``'s trials the strategy promotes)."""
     spaces = [space_from_json(json.loads(s.space)) for s in storage.stages(study_id)[: stage + 1]]
     space = spaces[stage]
-    finished = [
-        (r.params, r.value)
-        for r in storage.trials(study_id, states=(TrialState.COMPLETE,), stage=stage)
-        if r.value is not None
-    ]
+    complete = storage.trials(study_id, states=(TrialState.COMPLETE,), stage=stage)
+    finished = [(r.params, r.value) for r in complete if r.value is not None]
     space = dict(spec.strategy.next_space(spec, space, finished, spaces[:stage]))
-    return _draft(spec, stage + 1, space, storage.trials(study_id))
+    return _draft(spec, stage + 1, space, storage.trials(study_id), complete)
 
 
 def top_up(
@@ -64,7 +71,8 @@ def top_up(
     numbers = range(first, first + min(room, n_stage - created))
     space = space_from_json(json.loads(storage.stages(study_id)[stage].space))
     history = storage.trials(study_id)
-    if not storage.add_trials(study_id, stage, spec.strategy.propose(spec, space, numbers, history)):
+    proposals = spec.strategy.propose(spec, space, numbers, history)
+    if not storage.add_trials(study_id, stage, [NewTrial(*p) for p in proposals]):
         return []
     return pending_ids(storage, study_id, stage, numbers)
 

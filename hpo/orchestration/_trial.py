@@ -63,14 +63,17 @@ def run_trial(
     With the study's artifact store, the run saves a checkpoint every ``checkpoints.every``
     epochs (a retry of a trial whose worker died resumes from the latest) and a ``COMPLETE``
     trial saves its final checkpoint as its model; a store that fails is logged and never fails
-    the trial.
+    the trial. A trial that continues another trial's network (``parent_id``: promotion across
+    stages) resumes from that trial's model and trains on to its own stage's epochs; when that
+    model cannot be used (no store, gone, unreadable, not fitting) it trains from scratch with
+    the same parameters and seed (the same network: the engine continues a run exactly).
 
     Every recorded outcome (``COMPLETE``, ``PRUNED``, ``FAIL``) says what the trial's training
     cost (see :class:`_Epochs`): ``epochs_trained``, the last epoch its network completed minus
-    the epoch it started from when it continued another trial's network (0 without one; a
-    retry resumed from the trial's own checkpoint counts from 0, the trial trained those
-    epochs), and ``train_seconds``, the wall seconds spent in training, including those its
-    earlier attempts recorded in the checkpoint it resumed from. A trial that fails before it
+    the epochs of the trial whose network it continues (0 without one; a retry resumed from the
+    trial's own checkpoint counts the epochs before it, which the trial trained), and
+    ``train_seconds``, the wall seconds spent in training, including those its earlier attempts
+    recorded in the checkpoint it resumed from. A trial that fails before it
     trains (its data, its memory) records 0 and 0.0.
 
     Args:
@@ -147,23 +150,54 @@ def _trainer(
     time_limit: float | None,
     saver: TrialCheckpoints,
 ) -> engine.Trainer:
-    """The trial's trainer: resumed from the trial's checkpoint when a previous attempt left one
-    that fits (its curves so far then come from it), started afresh otherwise."""
-    resume = saver.resume_point()
-    trainer = None
-    if resume is not None:
-        try:
-            trainer = build_trainer(
-                train_spec, data, callback=epochs, time_limit=time_limit, resume_from=resume
-            )
-        except engine.CheckpointError as exc:
-            log.warning("trial checkpoint does not fit the trial, starting afresh: %s", exc)
-        else:
-            epochs.start_from(resume)
-    if trainer is None:
+    """The trial's trainer, resumed from the first of these that fits (its curves so far then
+    come from it): the trial's checkpoint, when a previous attempt left one; the model of the
+    trial it continues, when it was promoted (that trial's epochs are then inherited, not this
+    one's, also on a retry whose checkpoint continues them); else started afresh."""
+    number, parent = saver.trial.number, saver.parent_point()
+    for point in (saver.resume_point(), parent):
+        trainer = _resumed(train_spec, data, epochs, time_limit, point)
+        if trainer is not None and point is not None:
+            epochs.start_from(point)
+            if parent is not None and _continues(point, parent):
+                epochs.inherit(parent)
+            if point is parent:
+                log.info("trial %s continues its parent's model from epoch %s", number, point.epoch)
+            break
+    else:
+        if saver.trial.parent_id is not None:
+            log.warning("trial %s trains from scratch (its parent's parameters and seed)", number)
         trainer = build_trainer(train_spec, data, callback=epochs, time_limit=time_limit)
     saver.trainer, saver.preprocessing = trainer, data.preprocessing
     return trainer
+
+
+def _resumed(
+    train_spec: TrainSpec,
+    data: engine.Dataset,
+    epochs: _Epochs,
+    time_limit: float | None,
+    point: engine.Checkpoint | None,
+) -> engine.Trainer | None:
+    """The trial's trainer resumed from ``point``, or None (no point, or one that does not fit)."""
+    if point is None:
+        return None
+    try:
+        return build_trainer(train_spec, data, callback=epochs, time_limit=time_limit, resume_from=point)
+    except engine.CheckpointError as exc:
+        log.warning("checkpoint does not fit the trial, not used: %s", exc)
+        return None
+
+
+def _continues(point: engine.Checkpoint, parent: engine.Checkpoint) -> bool:
+    """Whether the run saved in ``point`` continues ``parent``'s: its first epochs are the
+    parent's, timings included (a run from scratch never repeats those to the last bit)."""
+    if point is parent:
+        return True
+    if point.trainer is None or parent.trainer is None:
+        return False
+    history = parent.trainer.history
+    return point.trainer.history[: len(history)] == history
 
 
 class _Epochs:
@@ -189,11 +223,12 @@ class _Epochs:
         self.intermediate: dict[int, float] = {}
         self.pruned = self.interrupted = False
         self.saver: TrialCheckpoints | None = None
-        # Where the trial's network started when it continues another trial's network: the epoch
-        # and the training seconds that network's checkpoint records (set on every attempt by
-        # whatever resumes a trial from another's model; 0 when it starts from scratch). They are
-        # the other trial's, so not counted as this one's. A trial's own checkpoint (a retry
-        # resumed after its worker died) is not inherited: the trial trained those epochs.
+        # Where the trial's network started when it continues another trial's network (promotion
+        # across stages): the epoch and the training seconds that network's checkpoint records
+        # (set on every attempt by inherit; 0 when it starts from scratch). They are the other
+        # trial's, so not counted as this one's. A trial's own checkpoint (a retry resumed after
+        # its worker died) is not inherited: the trial trained its epochs, but for those of its
+        # parent that it starts with.
         self.inherited_epochs = 0
         self.inherited_seconds = 0.0
         self.last_epoch = 0  # the last epoch the network completed
@@ -205,6 +240,12 @@ class _Epochs:
     def trained(self) -> int:
         """The epochs this trial trained itself (0 when it failed before training)."""
         return max(0, self.last_epoch - self.inherited_epochs)
+
+    def inherit(self, parent: engine.Checkpoint) -> None:
+        """The run continues ``parent``, another trial's network: its epochs are not this trial's."""
+        position = parent.trainer
+        if position is not None:
+            self.inherited_epochs, self.inherited_seconds = position.epoch, position.seconds
 
     def outcome(
         self, state: TrialState, value: float | None, reason: str | None, model: str | None

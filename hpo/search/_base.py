@@ -32,7 +32,8 @@ class SearchStrategy(ABC):
 
     The service creates a stage's trials from :meth:`propose`: all at once, or, for a
     :attr:`sequential` strategy, a few at a time as earlier ones finish (``search.in_flight``).
-    Between stages, :meth:`next_space` gives the space the next stage samples.
+    Between stages, :meth:`next_space` gives the space the next stage samples, and
+    :meth:`promote` the trials whose networks the next stage continues (if any).
 
     Attributes:
         name: The study file's ``search.sampler``.
@@ -62,6 +63,14 @@ class SearchStrategy(ABC):
         (``(params, value)`` of its COMPLETE trials); ``earlier`` holds the spaces of the stages
         before that one. Default: the same space."""
         return space
+
+    def promote(
+        self, spec: StudySpec, stage: int, space: Space, previous: Sequence[TrialRow]
+    ) -> list[TrialRow]:
+        """The trials of stage ``stage - 1`` whose trained networks the first trials of ``stage``
+        (sampling ``space``) continue, best first: those trials take their parameters and seed.
+        ``previous`` holds stage ``stage - 1``'s trials. Default: none."""
+        return []
 
     @abstractmethod
     def propose(

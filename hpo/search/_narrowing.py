@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +17,9 @@ if TYPE_CHECKING:
     from ..spec import StudySpec
     from ..storage import TrialRow
 
-__all__ = ["Narrowing"]
+__all__ = ["Narrowing", "promoted_count", "promoted_trials"]
+
+log = logging.getLogger("hpo.search")
 
 
 def _stage_of(spec: StudySpec, number: int) -> int:
@@ -75,8 +79,69 @@ class Narrowing(IndependentStrategy):
             out.append((n, sobol_params(space, spec.seed, stage, index), spec.trial_seed(n)))
         return out
 
+    def promote(
+        self, spec: StudySpec, stage: int, space: Space, previous: Sequence[TrialRow]
+    ) -> list[TrialRow]:
+        return promoted_trials(spec, stage, space, previous)
+
     def optuna_sampler(self, seed: int, **options: Any) -> BaseSampler:
         from ..samplers import NarrowingSampler
 
         keep = ("space", "stages", "rule", "hard_bounds")
         return NarrowingSampler(seed=seed, **{k: v for k, v in options.items() if k in keep})
+
+
+def promoted_count(share: float, n: int) -> int:
+    """``round(share * n)``, halves rounded up (``0.25`` of 10 trials is 3)."""
+    # round() first: 0.58 * 25 is 14.499999999999998 in binary and must give 15, as 14.5 does.
+    return math.floor(round(share * n, 9) + 0.5)
+
+
+def promoted_trials(
+    spec: StudySpec, stage: int, space: Space, previous: Sequence[TrialRow]
+) -> list[TrialRow]:
+    """The trials of stage ``stage - 1`` that stage ``stage`` continues (``search.narrowing.promote``,
+    stated in docs/narrowing.md), best first.
+
+    When stage ``stage`` trains more epochs than stage ``stage - 1``: its ``m = min(round(promote *
+    n), n_top, complete)`` best COMPLETE trials (equal values: the lower number first), where ``n``
+    is stage ``stage``'s trial count and ``n_top`` the size of the top set its ranges narrowed
+    around. They are in that top set, so their values lie inside ``space``, the narrowed window
+    (checked: a trial outside it is left out, as the Optuna view needs each trial's values inside
+    its stage's ranges).
+    """
+    from ..storage import TrialState
+
+    share = 0.0 if spec.search.narrowing is None else spec.search.narrowing.promote
+    if stage < 1 or share <= 0 or spec.stage_epochs(stage) <= spec.stage_epochs(stage - 1):
+        return []
+    sign = -1.0 if spec.objective.direction == "maximize" else 1.0
+    ranked = sorted(
+        (sign * t.value, t.number, t)
+        for t in previous
+        if t.stage == stage - 1
+        and t.state == TrialState.COMPLETE
+        and t.value is not None
+        and not math.isnan(t.value)
+    )
+    n_top = spec.narrowing_rule().n_top(len(ranked))
+    m = min(promoted_count(share, spec.search.stages[stage].trials), n_top, len(ranked))
+    parents = [t for _, _, t in ranked[:m]]
+    inside = [t for t in parents if _inside(space, t.params)]
+    if len(inside) < len(parents):  # the rule's guarantee says never; the view would reject them
+        outside = [t.number for t in parents if t not in inside]
+        log.warning("stage %s: trials %s lie outside its ranges and are not continued", stage, outside)
+    return inside
+
+
+def _inside(space: Space, params: Mapping[str, Any]) -> bool:
+    """Whether every value of ``params`` lies inside its distribution in ``space``."""
+    for name, dist in space.items():
+        if name not in params:
+            return False
+        try:
+            if not dist._contains(dist.to_internal_repr(params[name])):
+                return False
+        except (ValueError, TypeError):
+            return False
+    return True

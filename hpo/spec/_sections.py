@@ -67,6 +67,13 @@ class NarrowingSpec(_Strict):
         description="How a stage's fresh trials fill its ranges: independent random draws, or a "
         "scrambled Sobol sequence (spread more evenly).",
     )
+    promote: Annotated[float, Field(ge=0, lt=1)] = Field(
+        0.0,
+        description="Share of each later stage's trials that continue the previous stage's best "
+        "complete trials from their saved networks (with their parameters and seed), when the "
+        "later stage trains more epochs: min(round(promote * its trials), the previous stage's top "
+        "trials, its complete trials), halves rounded up; the rest are fresh samples (0: none).",
+    )
 
 
 def default_stages(sampler: str, trials: int) -> list[dict[str, int]]:

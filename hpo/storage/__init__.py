@@ -23,6 +23,7 @@ from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 from ._optuna_mirror import decode_space, encode_space, optuna_storage
 from ._rows import (
     Compute,
+    NewTrial,
     StageDraft,
     StageRow,
     StudyCompute,
@@ -39,6 +40,7 @@ __all__ = [
     "VERSION_TABLE",
     "CheckpointRecord",
     "Compute",
+    "NewTrial",
     "StageDraft",
     "StageRow",
     "StageState",

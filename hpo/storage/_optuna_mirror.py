@@ -7,6 +7,9 @@ its last intermediate value) with its params, distributions, per-epoch intermedi
 ``hpo_reason``, ``hpo_epochs_trained`` and ``hpo_train_seconds``). Optuna numbers its trials in the
 order they are mirrored, so ``user_attrs["hpo_number"]`` carries hpo's number.
 
+A trial that continues another trial's network (promotion across stages) has that trial's hpo
+number in ``user_attrs["hpo_parent_trial"]``.
+
 ``user_attrs["stage"]`` is the stage as hpo's commands show it, counted from 1 (``hpo status``,
 ``hpo trials``, ``hpo best``); hpo's own tables count from 0 (``hpo_trials.stage``,
 ``hpo_stages.index``). Trials mirrored by earlier versions of hpo keep the 0-based ``stage`` they

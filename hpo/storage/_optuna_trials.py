@@ -136,7 +136,11 @@ def _outcome(
 
 
 def frozen_trial(
-    row: TrialRow, distributions: Mapping[str, BaseDistribution], study_name: str
+    row: TrialRow,
+    distributions: Mapping[str, BaseDistribution],
+    study_name: str,
+    *,
+    parent_number: int | None = None,
 ) -> FrozenTrial:
     """The Optuna trial of a finished hpo trial, ready for ``create_new_trial(template_trial=...)``.
 
@@ -149,6 +153,8 @@ def frozen_trial(
         row: A trial in a final state.
         distributions: From :func:`~hpo.storage._optuna_mirror.stage_distributions`.
         study_name: Its study's name (the model's file name starts with it).
+        parent_number: The number of the trial whose network it continues (promotion), kept in
+            ``user_attrs["hpo_parent_trial"]``; None: it started from scratch.
 
     Returns:
         The frozen trial.
@@ -172,6 +178,8 @@ def frozen_trial(
     if row.epochs_trained is not None:  # recorded by every worker's finish since revision 0007
         user_attrs["hpo_epochs_trained"] = row.epochs_trained
         user_attrs["hpo_train_seconds"] = row.train_seconds
+    if parent_number is not None:
+        user_attrs["hpo_parent_trial"] = parent_number
     state, value, system_attrs = _outcome(row, intermediate)
     if row.model is not None:
         key, meta = artifact_meta(row.model, f"{study_name}-trial-{row.number}.npz")

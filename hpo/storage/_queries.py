@@ -113,6 +113,25 @@ class Queries(StorageBase):
         with self._read() as conn:
             return [row_from(TrialRow, m) for m in conn.execute(query).mappings()]
 
+    def find_trial(self, trial_id: int) -> TrialRow | None:
+        """The trial of id ``trial_id``, or None when there is none."""
+        with self._read() as conn:
+            m = conn.execute(sa.select(T).where(T.c.id == trial_id)).mappings().first()
+        return None if m is None else row_from(TrialRow, m)
+
+    def promotions(self, study_id: int) -> list[tuple[int, int, int]]:
+        """``(stage, parent number, number)`` of each trial of the study that continues another
+        trial's network (promotion across stages), by number."""
+        parent = T.alias("parent")
+        query = (
+            sa.select(T.c.stage, parent.c.number, T.c.number)
+            .join(parent, parent.c.id == T.c.parent_id)
+            .where(T.c.study_id == study_id)
+            .order_by(T.c.number)
+        )
+        with self._read() as conn:
+            return [(int(s), int(p), int(n)) for s, p, n in conn.execute(query)]
+
     def best_trials(self, study_id: int, direction: str, k: int = 1) -> list[TrialRow]:
         """The ``k`` best COMPLETE trials, best first; ties go to the later stage (longer training),
         then the lower number. Sorted in SQL, so a progress display never reads every trial.

@@ -14,12 +14,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from ._models import FINISHED_STATES, StageState, StudyState, TrialState
 
 __all__ = [
     "Compute",
+    "NewTrial",
     "StageDraft",
     "StageRow",
     "StudyCompute",
@@ -320,6 +321,23 @@ class StudyProgress:
     unfinished: int
 
 
+class NewTrial(NamedTuple):
+    """A trial to insert ``PENDING``.
+
+    Attributes:
+        number: Its number: numbers continue the study's numbering without gaps.
+        params: Parameter values.
+        seed: Seed of the trial's generators.
+        parent_id: The trial whose trained network it continues (promotion across stages: it then
+            has that trial's params and seed), or None.
+    """
+
+    number: int
+    params: Mapping[str, Any]
+    seed: int
+    parent_id: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class Compute:
     """What training some trials cost: the sums of their ``epochs_trained`` and ``train_seconds``.
@@ -363,12 +381,12 @@ class StageDraft:
         n_trials: Trials in the stage; must equal ``len(trials)``.
         epochs: Epoch budget of each trial.
         space_json: JSON text of the space sampled (``{param: Optuna distribution JSON object}``).
-        trials: ``(number, params, seed)`` per trial; numbers continue the study's numbering
-            without gaps.
+        trials: Its first trials (all of them, but for a sequential sampler's stage); numbers
+            continue the study's numbering without gaps.
     """
 
     index: int
     n_trials: int
     epochs: int
     space_json: str
-    trials: Sequence[tuple[int, Mapping[str, Any], int]] = field(default_factory=tuple)
+    trials: Sequence[NewTrial] = field(default_factory=tuple)

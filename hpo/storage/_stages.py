@@ -8,7 +8,7 @@ Invariants (``docs/architecture.md``): a study's trial numbers are contiguous fr
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,16 +19,16 @@ from ._base import UNFINISHED, G, RollbackError, S, StorageBase, T
 from ._clock import db_now
 from ._errors import StorageError
 from ._models import StageState, StudyState, TrialState
-from ._rows import StageDraft, dumps
+from ._rows import NewTrial, StageDraft, dumps
 
 __all__ = ["NewTrials", "Stages", "check_direction", "check_draft", "insert_stage"]
 
-NewTrials = Sequence[tuple[int, Mapping[str, Any], int]]
-"""``(number, params, seed)`` per trial to insert ``PENDING``."""
+NewTrials = Sequence[NewTrial]
+"""The trials to insert ``PENDING``."""
 
 
 def _check_trials(trials: NewTrials, first: int | None, what: str) -> None:
-    numbers = [int(t[0]) for t in trials]
+    numbers = [int(t.number) for t in trials]
     start = numbers[0] if first is None else first
     if numbers != list(range(start, start + len(numbers))):
         raise ValueError(f"{what}: trial numbers must be contiguous from {start}, got {numbers}")
@@ -68,8 +68,9 @@ def _insert_trials(conn: Connection, study_id: int, stage: int, trials: NewTrial
                 "seed": int(seed),
                 "state": TrialState.PENDING.value,
                 "attempts": 0,
+                "parent_id": None if parent_id is None else int(parent_id),
             }
-            for number, params, seed in trials
+            for number, params, seed, parent_id in trials
         ],
     )
 
@@ -177,7 +178,7 @@ class Stages(StorageBase):
         count, top = conn.execute(
             sa.select(sa.func.count(), sa.func.max(T.c.number)).where(T.c.study_id == study_id)
         ).one()
-        first = int(draft.trials[0][0])
+        first = int(draft.trials[0].number)
         if first != count or (top is not None and top != count - 1):
             raise StorageError(
                 f"stage {draft.index} of study {study_id} must number its trials from {count}, not {first}"
@@ -194,7 +195,7 @@ class Stages(StorageBase):
         Args:
             study_id: The study.
             stage: Its current stage.
-            trials: ``(number, params, seed)`` per trial, numbered from the study's trial count.
+            trials: The trials, numbered from the study's trial count.
 
         Returns:
             Whether the trials were added.
@@ -243,7 +244,7 @@ class Stages(StorageBase):
                 T.c.study_id == study_id
             )
         ).one()
-        first = int(trials[0][0])
+        first = int(trials[0].number)
         if first < total:
             raise RollbackError  # another caller added these numbers first
         if first > total:

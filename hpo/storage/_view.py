@@ -42,6 +42,16 @@ def spec_metric(spec_json: str) -> str | None:
     return metric if isinstance(metric, str) and metric else None
 
 
+def _parent_numbers(conn: Connection, rows: Sequence[TrialRow]) -> dict[int, int]:
+    """Id -> number of the trials whose networks ``rows`` continue (their parents)."""
+    ids = sorted({r.parent_id for r in rows if r.parent_id is not None})
+    out: dict[int, int] = {}
+    for start in range(0, len(ids), 500):  # bounded IN lists
+        query = sa.select(T.c.id, T.c.number).where(T.c.id.in_(ids[start : start + 500]))
+        out.update({int(i): int(n) for i, n in conn.execute(query)})
+    return out
+
+
 class View(Queries):
     """The Optuna study of each study: created with it, written from its finished trials."""
 
@@ -180,8 +190,14 @@ class View(Queries):
         todo = [r for r in rows if r.id not in linked]
         stage_rows = conn.execute(sa.select(G).where(G.c.study_id == study_id)).mappings()
         stages = [row_from(StageRow, m) for m in stage_rows]
+        parents = _parent_numbers(conn, todo)
         frozen = [
-            optuna_mirror.frozen_trial(r, optuna_mirror.stage_distributions(stages, r.stage), study.name)
+            optuna_mirror.frozen_trial(
+                r,
+                optuna_mirror.stage_distributions(stages, r.stage),
+                study.name,
+                parent_number=None if r.parent_id is None else parents.get(r.parent_id),
+            )
             for r in todo
         ]
         written = optuna_mirror.insert_trials(conn, optuna_id, frozen)

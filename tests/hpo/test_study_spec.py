@@ -120,12 +120,14 @@ def test_defaults_are_filled(tmp_path: Path) -> None:
         narrowing.margin,
         narrowing.min_width,
         narrowing.pan,
+        narrowing.promote,
     ) == (
         0.25,
         3,
         0.15,
         0.1,
         True,
+        0.0,
     )
     assert spec.search.in_flight is None
     assert (spec.objective.metric, spec.objective.reduce, spec.objective.direction) == (

@@ -84,3 +84,47 @@ def test_sigkill_at_epoch_30_of_50_resumes_from_the_checkpoint_and_ends_as_an_un
     # Only the model is left in the store: the checkpoints of epochs 10..30 were removed.
     assert [p.name for p in store.iterdir()] == [done.model]
     one_optuna_trial_per_trial(storage, study_name)
+
+
+# Stage 0: 4 trials of 2 epochs; stage 1: 2 trials of 4 epochs, the first continuing stage 0's best.
+PROMOTING = """\
+name: {name}
+seed: 5
+dataset: {{kind: digits, subset: 300, val_fraction: 0.25, test_fraction: 0.2}}
+model: {{hidden_sizes: [16], activation: relu, weight_init: he}}
+training: {{optimizer: sgd, lr: 0.05, batch_size: 50}}
+search:
+  sampler: narrowing
+  stages: [{{trials: 4, epochs: 2}}, {{trials: 2, epochs: 4}}]
+  parameters:
+    lr: {{type: float, low: 1.0e-3, high: 0.5, log: true}}
+  narrowing: {{promote: 0.5}}
+"""
+
+
+def test_a_promoted_trial_continues_its_parents_model_on_a_worker(
+    tmp_path: Path, workers: Workers, storage: Storage, study_name: str
+) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(PROMOTING.format(name=study_name))
+    workers.start(1, concurrency=2)
+    args = ["submit", str(path), "--broker", workers.broker, "--db", workers.db, "--no-progress"]
+    proc = hpo(*args, "--artifacts", str(tmp_path / "artifacts"), env={"HPO_QUEUE": workers.queue})
+    assert proc.returncode == 0, proc.stderr
+    wait_finished(storage, study_name, workers, timeout=120)
+    facts = check_study(storage, study_name)
+    child, fresh = [t for t in facts["trials"] if t.stage == 1]
+    assert child.parent_id is not None and fresh.parent_id is None
+    parent = storage.find_trial(child.parent_id)
+    assert parent is not None and parent.stage == 0
+    assert child.worker is not None and child.worker.endswith(":celery")  # a worker's pool ran it
+    best = max((t for t in facts["trials"] if t.stage == 0), key=lambda t: (t.value, -t.number))
+    assert parent.id == best.id and (child.params, child.seed) == (parent.params, parent.seed)
+    # It went on from its parent's network: the parent's epochs, as recorded, then its own two.
+    assert child.curves is not None and child.curves[:2] == parent.curves and len(child.curves) == 4
+    assert child.epochs_trained == 2 and fresh.epochs_trained == 4
+    assert re.search(rf"trial {child.number} continues its parent's model from epoch 2", workers.logs())
+    spec = orch.study_spec(facts["study"])
+    run = orch.train_network(spec.trial_spec(child.params, child.stage, seed=child.seed))
+    assert child.value == orch.objective_value(spec, run.result.history)
+    one_optuna_trial_per_trial(storage, study_name)

@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 
-from hpo.storage import StageDraft, Storage, StudyRow, dispose_engines, encode_space
+from hpo.storage import NewTrial, StageDraft, Storage, StudyRow, dispose_engines, encode_space
 
 SPACE = {
     "lr": FloatDistribution(1e-6, 1e-2, log=True),
@@ -29,7 +29,7 @@ def draft(index: int, n: int, first: int, space: dict[str, Any] | None = None, e
     """A stage of ``n`` trials numbered from ``first``, with deterministic parameters."""
     acts = ["relu", "tanh", "sigmoid"]
     trials = [
-        (
+        NewTrial(
             first + i,
             {"lr": 10 ** -(2 + (first + i) % 4), "weight_decay": 1e-6, "activation": acts[(first + i) % 3]},
             1000 + first + i,

@@ -91,7 +91,7 @@ def test_two_stages_with_narrowed_categorical(storage: Storage, make_study: Make
         "activation": CategoricalDistribution(["relu", "tanh"]),  # a subset of stage 0's choices
     }
     nxt = draft(1, 6, 8, narrowed)
-    trials = [(n, {**p, "activation": "tanh", "lr": 1e-4}, s) for n, p, s in nxt.trials]
+    trials = [t._replace(params={**t.params, "activation": "tanh", "lr": 1e-4}) for t in nxt.trials]
     assert storage.advance(study.id, 0, type(nxt)(1, 6, 4, nxt.space_json, trials))
     _run(storage, study, 1)
     assert_optuna_view_agrees(storage, study)

@@ -10,6 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from hpo.storage import (
+    NewTrial,
     StageState,
     Storage,
     StorageError,
@@ -439,7 +440,7 @@ def test_partial_stage_add_trials_and_advance(storage: Storage, make_study: Make
     assert storage.add_trials(study.id, 1, full.trials[2:3])
     assert not storage.add_trials(study.id, 1, full.trials[2:3])  # a racing caller added it already
     with pytest.raises(StorageError, match="cannot add"):
-        storage.add_trials(study.id, 1, [*full.trials[3:], (6, {"lr": 1e-3}, 7)])  # beyond n_trials
+        storage.add_trials(study.id, 1, [*full.trials[3:], NewTrial(6, {"lr": 1e-3}, 7)])  # beyond n_trials
     assert storage.add_trials(study.id, 1, full.trials[3:])
     _finish_stage(storage, study, 1)
     assert storage.advance(study.id, 1, None)
