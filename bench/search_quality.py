@@ -392,7 +392,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=10, help="seeds 0..N-1 (default 10)")
     parser.add_argument("--quick", action="store_true", help="3 seeds")
     parser.add_argument("--boxes", nargs="+", choices=BOXES, default=list(BOXES))
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS))
+    parser.add_argument("--methods", nargs="*", choices=METHODS, default=list(METHODS))
     parser.add_argument(
         "--trials", type=int, default=None, help="budget in full trials (default: the task's)"
     )

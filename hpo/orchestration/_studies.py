@@ -86,13 +86,32 @@ def submit_study(
     return storage.create_study(
         spec.name or "",
         spec.canonical_json(),
-        spec.spec_hash(),
+        _submitted_hash(storage, spec),
         spec.objective.direction,
         first_stage_draft(spec),
         queue=queue,
         metric_name=spec.objective.metric,
         artifacts=store,
     )
+
+
+def _submitted_hash(storage: Storage, spec: StudySpec) -> str:
+    """The spec's hash, or the stored study's if that study is this spec as an older hpo stored it.
+
+    A release that adds a field with a default changes every canonical spec (it carries every
+    default), so the same file would no longer match the study it made; read back under this
+    release, the stored spec fills in the new default, and if it then equals this spec the
+    submission is the same study (a no-op, as before the upgrade).
+    """
+    new = spec.spec_hash()
+    existing = storage.find_study(spec.name or "")
+    if existing is not None and existing.spec_hash != new:
+        try:
+            if StudySpec.from_json(existing.spec).spec_hash() == new:
+                return existing.spec_hash
+        except ValueError:  # pydantic's ValidationError: a spec this release cannot read differs
+            pass
+    return new
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -71,6 +72,9 @@ class NarrowingRule:
             consecutive ones before it) goes ``margin * w * pan_growth**streak`` past the top trials
             instead of ``margin * w``: a window far from the good region gets there in fewer
             stages. 1 turns it off.
+        top_cut: The top set keeps only trials at least ``top_cut`` of the way from the stage's
+            median value to its best (never fewer than ``min_top``): a stage that is mostly noise
+            narrows around its clearly better trials only. 0 turns it off.
     """
 
     top_fraction: float = 0.25
@@ -80,6 +84,7 @@ class NarrowingRule:
     pan: bool = True
     edge_zone: float = 0.1
     pan_growth: float = 1.0
+    top_cut: float = 0.0
 
     def __post_init__(self) -> None:
         _check_real("top_fraction", self.top_fraction, low=0.0, high=1.0, low_open=True)
@@ -91,11 +96,22 @@ class NarrowingRule:
             raise NarrowingError(f"NarrowingRule.pan must be a bool, got {self.pan!r}")
         _check_real("edge_zone", self.edge_zone, low=0.0, high=1.0)
         _check_real("pan_growth", self.pan_growth, low=1.0, high=math.inf)
+        _check_real("top_cut", self.top_cut, low=0.0, high=1.0)
 
-    def n_top(self, n: int) -> int:
-        """Size of the top set among ``n`` finished trials: ``max(min(min_top, n), ceil(top_fraction*n))``."""
+    def n_top(self, n: int, keys: Sequence[float] | None = None) -> int:
+        """Size of the top set among ``n`` finished trials: ``max(min(min_top, n), ceil(top_fraction*n))``,
+        cut by ``top_cut`` when the trials' ranking ``keys`` (best first, lower is better) are given."""
         # round() first: 0.1 * 30 is 3.0000000000000004 in binary and must not become 4.
-        return max(min(self.min_top, n), math.ceil(round(self.top_fraction * n, 9)))
+        k = max(min(self.min_top, n), math.ceil(round(self.top_fraction * n, 9)))
+        if not self.top_cut or keys is None or len(keys) != n or n < 2:
+            return k
+        # Only trials clearly better than the stage's typical one: at least top_cut of the way from
+        # the median to the best. On a stage that is mostly noise (a box placed where nothing
+        # trains yet) the top quarter is mostly chance winners, whose span says nothing.
+        best, median = keys[0], statistics.median(keys)
+        cut = median - self.top_cut * (median - best)
+        clear = sum(1 for key in keys[:k] if key <= cut)
+        return max(min(self.min_top, n), clear)
 
 
 def _check_real(name: str, value: object, *, low: float, high: float, low_open: bool = False) -> None:
@@ -228,11 +244,12 @@ def explain_narrowing(
     for name, dist in current.items():
         # The top set is taken among the trials that carry the parameter, so a conditional
         # parameter is narrowed around the best trials that actually used it.
-        carriers = [params for params in ranked if name in params]
+        carried = [(params, key) for params, key in ranked if name in params]
+        carriers = [params for params, _ in carried]
         if not carriers:
             records[name] = ParamNarrowing(name, dist, dist, note="no finished trial carries it")
             continue
-        top = carriers[: rule.n_top(len(carriers))]
+        top = carriers[: rule.n_top(len(carriers), [key for _, key in carried])]
         if isinstance(dist, CategoricalDistribution):
             records[name] = _narrow_categorical(name, dist, [p[name] for p in top], len(carriers))
         else:
@@ -294,8 +311,9 @@ def _direction_sign(direction: Direction) -> float:
     raise NarrowingError(f"direction must be 'maximize' or 'minimize', got {direction!r}")
 
 
-def _rank(trials: Sequence[TrialResult], sign: float) -> list[Mapping[str, Any]]:
-    """Parameters of the rankable trials, best first; equal values keep trial order."""
+def _rank(trials: Sequence[TrialResult], sign: float) -> list[tuple[Mapping[str, Any], float]]:
+    """``(params, key)`` of the rankable trials, best first (``key``: the value times ``sign``,
+    lower is better); equal values keep trial order."""
     keyed: list[tuple[float, int, Mapping[str, Any]]] = []
     for i, item in enumerate(trials):
         try:
@@ -310,7 +328,7 @@ def _rank(trials: Sequence[TrialResult], sign: float) -> list[Mapping[str, Any]]
             continue
         keyed.append((sign * float(value), i, params))
     keyed.sort(key=lambda k: (k[0], k[1]))
-    return [params for _, _, params in keyed]
+    return [(params, key) for key, _, params in keyed]
 
 
 def _numeric_value(name: str, value: object, dist: NumericDistribution) -> float:

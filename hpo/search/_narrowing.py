@@ -124,7 +124,7 @@ def promoted_trials(
         and t.value is not None
         and not math.isnan(t.value)
     )
-    n_top = spec.narrowing_rule().n_top(len(ranked))
+    n_top = spec.narrowing_rule().n_top(len(ranked), [key for key, _, _ in ranked])
     m = min(promoted_count(share, spec.search.stages[stage].trials), n_top, len(ranked))
     parents = [t for _, _, t in ranked[:m]]
     inside = [t for t in parents if _inside(space, t.params)]

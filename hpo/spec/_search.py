@@ -97,6 +97,7 @@ def narrowing_rule(spec: StudySpec) -> NarrowingRule:
         min_width=n.min_width,
         pan=n.pan,
         pan_growth=n.pan_growth,
+        top_cut=n.top_cut,
     )
 
 

@@ -62,6 +62,11 @@ class NarrowingSpec(_Strict):
         description="A pan that continues one in the same direction in the stage before goes this "
         "many times as far past the top trials (1: every pan goes margin x width).",
     )
+    top_cut: Annotated[float, Field(ge=0, le=1)] = Field(
+        0.0,
+        description="Narrow only around top trials at least this share of the way from the stage's "
+        "median value to its best (never fewer than min_top); 0 keeps the whole top fraction.",
+    )
     sampling: Literal["random", "sobol"] = Field(
         "random",
         description="How a stage's fresh trials fill its ranges: independent random draws, or a "

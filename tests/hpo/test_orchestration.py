@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ import pytest
 from hpo import orchestration as orch
 from hpo.orchestration import Executor, _advance, _trial  # their constants and helpers are patched
 from hpo.spec import StudySpec
-from hpo.storage import Storage, TrialOutcome
+from hpo.storage import Storage, StudyExistsError, TrialOutcome
 from tests.hpo.storage import helpers
 
 
@@ -221,3 +223,23 @@ def test_a_trial_that_fails_before_training_records_no_epochs_and_no_seconds(
     row = helpers.trial(storage, trial.id)
     assert report.state == "FAIL" and row is not None and "does not fit in memory" in (row.reason or "")
     assert (row.epochs_trained, row.train_seconds) == (0, 0.0)
+
+
+def test_resubmitting_a_study_an_older_release_stored_is_the_same_study(storage: Storage) -> None:
+    # An older release stored the spec without the fields added since (their defaults), so its
+    # canonical JSON and hash differ from this release's for the same file.
+    spec = _spec("older")
+    doc = spec.model_dump(mode="json")
+    del doc["search"]["narrowing"]["pan_growth"], doc["search"]["narrowing"]["top_cut"]
+    older = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+    older_hash = hashlib.sha256(older.encode()).hexdigest()
+    assert older_hash != spec.spec_hash()
+    made, created = storage.create_study(
+        "older", older, older_hash, "maximize", orch.first_stage_draft(spec), metric_name="val_acc"
+    )
+    assert created
+    again, created = orch.submit_study(storage, spec)
+    assert (again.id, created) == (made.id, False)  # a no-op, as before the upgrade
+    different = spec.model_copy(update={"seed": 2})
+    with pytest.raises(StudyExistsError):
+        orch.submit_study(storage, different)
