@@ -92,6 +92,8 @@ def test_rule_defaults() -> None:
         {"edge_zone": "0.1"},
         {"pan_growth": 0.5},
         {"pan_growth": math.inf},
+        {"top_cut": -0.1},
+        {"top_cut": 1.5},
     ],
 )
 def test_rule_rejects_bad_values(kwargs: dict[str, Any]) -> None:
@@ -169,6 +171,23 @@ def test_sobol_points_are_spread_inside_the_space_and_reproducible() -> None:
     assert sorted(p["opt"] for p in points).count("adam") == 4
     decades = [math.floor(math.log10(p["lr"])) for p in points]
     assert all(decades.count(d) == 4 for d in (-6, -5, -4, -3))
+
+
+def test_top_cut_narrows_a_noisy_stage_around_its_clearly_better_trials() -> None:
+    # A box placed too low: most trials score chance (0.1 +- noise), three at the top edge learn.
+    rng = np.random.default_rng(0)
+    noise = [({"lr": 10 ** rng.uniform(-6, -2.5), "wd": 1e-6}, 0.1 + rng.normal(0, 0.03)) for _ in range(17)]
+    learners = [({"lr": 10 ** (-2.2 + 0.1 * i), "wd": 1e-6}, 0.3 + 0.05 * i) for i in range(3)]
+    trials = noise + learners
+    plain = explain_narrowing(BOOK, trials, "maximize", initial_space=BOOK)["lr"]
+    cut = explain_narrowing(BOOK, trials, "maximize", NarrowingRule(top_cut=0.5), initial_space=BOOK)["lr"]
+    assert len(plain.top_values) == 5 and len(cut.top_values) == 3  # ceil(0.25 * 20), then the learners
+    assert sorted(cut.top_values) == sorted(p["lr"] for p, _ in learners)
+    assert cut.panned_high and not cut.panned_low
+    # On a stage with a clear ranking all the way down, the cut keeps the whole top fraction.
+    ramp = [({"lr": 10 ** (-6 + 0.2 * i), "wd": 1e-6}, 0.1 + 0.04 * i) for i in range(20)]
+    assert NarrowingRule(top_cut=0.5).n_top(20, [-v for _, v in reversed(ramp)]) == 5
+    assert NarrowingRule(top_cut=0.5).n_top(4, [-0.5, -0.1, -0.1, -0.1]) == 3  # never below min_top
 
 
 def test_top_trials_at_both_edges_keep_the_window() -> None:
