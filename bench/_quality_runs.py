@@ -154,7 +154,11 @@ def narrowing_study(job: dict[str, Any]) -> dict[str, Any]:
     variant = job["variant"]
     spec = task.study(job["box"], Path(job["data_dir"]), f"q-{job['method']}", job["seed"])
     spec["search"]["sampler"] = "narrowing"
-    spec["search"]["stages"] = stages_for(job["budget"], task.epochs, variant["schedule"])
+    if variant["schedule"] == "default":
+        # hpo's own default: `search.trials: N` with N full trials' worth of the budget.
+        spec["search"]["trials"] = job["budget"] // task.epochs
+    else:
+        spec["search"]["stages"] = stages_for(job["budget"], task.epochs, variant["schedule"])
     if variant.get("narrowing"):
         spec["search"]["narrowing"] = dict(variant["narrowing"])
     return spec

@@ -69,9 +69,9 @@ class NarrowingRule:
         edge_zone: "Crowd the edge" means the top trials' extreme lies within ``edge_zone`` times the
             current width of that edge.
         pan_growth: A pan that continues the previous stage's pan of the same edge (``streak``
-            consecutive ones before it) goes ``margin * w * pan_growth**streak`` past the top trials
-            instead of ``margin * w``: a window far from the good region gets there in fewer
-            stages. 1 turns it off.
+            consecutive ones before it) goes ``margin * max(w, w0) * pan_growth**streak`` past the
+            top trials instead of ``margin * w`` (``w0``: the first stage's width): a window far
+            from the good region gets there in fewer stages. 1 turns it off.
         top_cut: The top set keeps only trials at least ``top_cut`` of the way from the stage's
             median value to its best (never fewer than ``min_top``): a stage that is mostly noise
             narrows around its clearly better trials only. 0 turns it off.
@@ -450,8 +450,10 @@ def _window(
 
     # A pan that continues the last stage's pan goes further (pan_growth**streak): a window far
     # below the good learning rates otherwise moves by the same small step stage after stage.
-    reach_lo = rule.margin * w * (rule.pan_growth ** streak[0] if pan_low else 1.0)
-    reach_hi = rule.margin * w * (rule.pan_growth ** streak[1] if pan_high else 1.0)
+    # It is measured against the first stage's width: the window shrinks as it narrows around its
+    # top trials, and a pan a fraction of the shrunken width would slow down instead.
+    reach_lo = _reach(rule, w, initial_width, streak[0] if pan_low else 0)
+    reach_hi = _reach(rule, w, initial_width, streak[1] if pan_high else 0)
     want_lo, want_hi = s_lo - reach_lo, s_hi + reach_hi
     out = _Window(max(want_lo, r_lo), min(want_hi, r_hi))
     out.streak = streak[0] if pan_low else streak[1] if pan_high else 0
@@ -488,6 +490,14 @@ def _window(
     out.panned_low = out.lo < a
     out.panned_high = out.hi > b
     return out
+
+
+def _reach(rule: NarrowingRule, w: float, initial_width: float, streak: int) -> float:
+    """How far past the top trials one side of the window goes: ``margin * w``, or for a pan that
+    continues ``streak`` earlier ones, ``margin * max(w, w0) * pan_growth**streak``."""
+    if streak == 0 or rule.pan_growth == 1.0:
+        return rule.margin * w
+    return rule.margin * max(w, initial_width) * rule.pan_growth**streak
 
 
 def _narrow_numeric(
