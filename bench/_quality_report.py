@@ -11,7 +11,7 @@ from typing import Any
 
 from bench._quality_tasks import METHODS, NARROWING_METHODS, OPTUNA_METHODS, task_of
 
-DEFAULT = "narrowing-promote"
+DEFAULT = "narrowing"
 """The method hpo's defaults run (``search.trials: N`` with the narrowing sampler)."""
 
 BUDGET_NAMES = ("a quarter", "half", "all")
@@ -36,12 +36,46 @@ def report(paths: Sequence[Path]) -> str:
             "",
         ]
         lines += task_tables(task, doc["summary"])
+    lines += _overview(docs)
     common = [m for m in METHODS if all(m in d["methods"] and _has(d, m) for d in docs)]
     lines += ["### Average rank across tasks", ""]
     lines += _rank_table(docs, common, BOXES, summarize)
     lines += ["### Goals", ""]
     lines += _goals(docs)
     return "\n".join(lines)
+
+
+def overview_methods(docs: Sequence[dict[str, Any]]) -> list[str]:
+    """Every method any results file has, in :data:`METHODS` order."""
+    seen = {r["method"] for d in docs for r in d["runs"]}
+    return [m for m in METHODS if m in seen] + sorted(seen - set(METHODS))
+
+
+def _overview(docs: Sequence[dict[str, Any]]) -> list[str]:
+    """Per budget, one table: task and box by method, the median best validation accuracy (the
+    best method's in bold)."""
+    methods = overview_methods(docs)
+    lines = ["### Overview: median best validation accuracy", ""]
+    for k, name in enumerate(BUDGET_NAMES):
+        lines += [f"**{name} of the budget**", "", "| task, box | " + " | ".join(methods) + " |"]
+        lines.append("|" + " --- |" * (1 + len(methods)))
+        for doc in docs:
+            task = task_of({"task": doc["task"], "trials": _trials(doc)})
+            b = task.budgets()[k]
+            for box in ("user", "low"):
+                rows = {
+                    r["method"]: r for r in doc["summary"]["table"] if r["box"] == box and r["budget"] == b
+                }
+                if not rows:
+                    continue
+                best = max((r["val"][1] for r in rows.values() if r["val"][1] is not None), default=None)
+                cells = []
+                for m in methods:
+                    v = rows.get(m, {}).get("val", [None, None])[1]
+                    cells.append("-" if v is None else (f"**{v:.3f}**" if v == best else f"{v:.3f}"))
+                lines.append(f"| {doc['task']}, {box} ({b // task.epochs}) | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def _trials(doc: dict[str, Any]) -> int:

@@ -201,12 +201,14 @@ OPTUNA_METHODS = ("random", "qmc", "tpe", "tpe-hyperband", "random-sha", "cmaes"
 """Optuna's samplers (and pruners) a user would pick instead, at the same epochs."""
 
 NARROWING_METHODS: dict[str, dict[str, Any]] = {
-    # hpo's search as it was before issue 13: N trials in 4 equal stages of full trials.
-    "narrowing-equal": {"schedule": "equal"},
-    # Successive halving's shape: epochs E/8, E/4, E/2, E, each stage the same epochs.
-    "narrowing-halving": {"schedule": "halving"},
-    # The same, continuing the top trials of a stage from their saved networks.
-    "narrowing-promote": {"schedule": "halving", "narrowing": {"promote": 0.5}},
+    # hpo's search as it was before issue 13: N trials in 4 equal stages of full trials, random
+    # draws, every pan margin x width, the whole top quarter.
+    "narrowing-before": {
+        "schedule": "default",
+        "narrowing": {"pan_growth": 1.0, "top_cut": 0.0, "sampling": "random"},
+    },
+    # hpo's defaults now: `search.trials: N` (4 equal stages), pan_growth 2, top_cut 0.5, Sobol.
+    "narrowing": {"schedule": "default"},
 }
 """hpo's narrowing variants: how a budget is split into stages, and rule overrides."""
 

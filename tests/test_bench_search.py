@@ -82,13 +82,13 @@ def test_summary_reads_optuna_runs_at_each_budget_and_narrowing_runs_whole(sq: M
         runs.append({"box": "user", "method": "random", "seed": seed, "trials": ramp})
         for b in task.budgets():
             trials = [{"epochs": b, "value": 0.35}]
-            runs.append({"box": "user", "method": "narrowing-equal", "seed": seed, "budget": b,
+            runs.append({"box": "user", "method": "narrowing", "seed": seed, "budget": b,
                          "trials": trials, "winner": {"test": 0.3}})  # fmt: skip
     rows = {(r["method"], r["budget"]): r for r in sq.summarize(task, runs)["table"]}
     assert rows[("random", 10)]["val"][1] == 0.1 and rows[("random", 40)]["val"][1] == 0.4
-    assert rows[("narrowing-equal", 20)]["val"][1] == 0.35 and rows[("narrowing-equal", 20)]["test"][1] == 0.3
-    assert rows[("narrowing-equal", 20)]["rank"] == 1 and rows[("random", 40)]["rank"] == 1
-    reach = rows[("narrowing-equal", 40)]["reach"]
+    assert rows[("narrowing", 20)]["val"][1] == 0.35 and rows[("narrowing", 20)]["test"][1] == 0.3
+    assert rows[("narrowing", 20)]["rank"] == 1 and rows[("random", 40)]["rank"] == 1
+    reach = rows[("narrowing", 40)]["reach"]
     assert reach["target"] == 0.4 and reach["epochs"] is None  # 0.35 never reaches random's 0.4
     assert rows[("random", 40)]["reach"]["epochs"] == 40
 

@@ -58,17 +58,17 @@ class NarrowingSpec(_Strict):
         "(within bounds, when given).",
     )
     pan_growth: Annotated[float, Field(ge=1, le=10)] = Field(
-        1.0,
+        2.0,
         description="A pan that continues one in the same direction in the stage before goes this "
         "many times as far past the top trials (1: every pan goes margin x width).",
     )
     top_cut: Annotated[float, Field(ge=0, le=1)] = Field(
-        0.0,
+        0.5,
         description="Narrow only around top trials at least this share of the way from the stage's "
         "median value to its best (never fewer than min_top); 0 keeps the whole top fraction.",
     )
     sampling: Literal["random", "sobol"] = Field(
-        "random",
+        "sobol",
         description="How a stage's fresh trials fill its ranges: independent random draws, or a "
         "scrambled Sobol sequence (spread more evenly).",
     )

@@ -32,7 +32,9 @@ def _spec(name: str, promote: float, epochs: tuple[int, int] = (2, 4)) -> StudyS
                     "lr": {"type": "float", "low": 1e-4, "high": 1.0, "log": True},
                     "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "adam"]},
                 },
-                "narrowing": {"promote": promote},
+                # The plain top quarter (top_cut 0) and independent draws: the counts and fresh
+                # samples below are the promotion rule's and sample_params'.
+                "narrowing": {"promote": promote, "top_cut": 0.0, "sampling": "random"},
             },
         }
     )

@@ -42,7 +42,7 @@ def _spec(
                     "width": {"type": "int", "low": 4, "high": 64, "log": True},
                     "optimizer": {"type": "categorical", "choices": ["sgd", "momentum", "adam"]},
                 },
-                "narrowing": {"promote": promote, **rule},
+                "narrowing": {"promote": promote, "top_cut": 0.0, **rule},
             },
             "objective": {"metric": "val_acc" if direction == "maximize" else "val_loss"},
         }
@@ -186,6 +186,7 @@ PROPERTY_SETTINGS = settings(
     min_width=st.floats(0.001, 1.0),
     pan=st.booleans(),
     pan_growth=st.floats(1.0, 3.0),
+    top_cut=st.floats(0.0, 1.0),
     scores=st.lists(st.sampled_from([None, 0.0, 0.25, 0.5, 0.5, 0.75, 1.0]), min_size=60, max_size=60),
 )
 def test_promoted_trials_are_the_top_of_their_stage_and_inside_the_narrowed_window(
@@ -198,10 +199,11 @@ def test_promoted_trials_are_the_top_of_their_stage_and_inside_the_narrowed_wind
     min_width: float,
     pan: bool,
     pan_growth: float,
+    top_cut: float,
     scores: list[float | None],
 ) -> None:
     rule = {"top_fraction": top_fraction, "min_top": min_top, "margin": margin, "min_width": min_width}
-    rule.update(pan=pan, pan_growth=pan_growth)
+    rule.update(pan=pan, pan_growth=pan_growth, top_cut=top_cut)
     spec = _spec(promote=share, stages=((n[0], 2), (n[1], 3), (n[2], 4)), seed=seed, **rule)
     strategy = get_strategy("narrowing")
     spaces: list[Any] = [spec.search_space()]
@@ -216,10 +218,11 @@ def test_promoted_trials_are_the_top_of_their_stage_and_inside_the_narrowed_wind
         space = strategy.next_space(spec, spaces[stage], finished, spaces[:stage])
         spaces.append(space)
         promoted = promoted_trials(spec, stage + 1, space, rows)
-        n_top = spec.narrowing_rule().n_top(len(complete))
+        ranked = sorted(complete, key=lambda r: (-(r.value or 0.0), r.number))
+        # The top set the window came from: top_cut may make it smaller than the top fraction.
+        n_top = spec.narrowing_rule().n_top(len(complete), [-(r.value or 0.0) for r in ranked])
         # Nothing is left out by the window check: exactly m, by the rule's formula.
         assert len(promoted) == min(promoted_count(share, n[stage + 1]), n_top, len(complete))
-        ranked = sorted(complete, key=lambda r: (-(r.value or 0.0), r.number))
         assert promoted == ranked[: len(promoted)]
         for trial in promoted:
             for name, dist in space.items():
