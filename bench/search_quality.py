@@ -305,19 +305,22 @@ def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
 
 
 def compact(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as stored in the results file: per trial only what the summaries read."""
+    """A run as stored in the results file: per trial only what the summaries read (a test
+    accuracy only where the trial improved the best so far, numbers to 4 decimals). Idempotent."""
     keep = {k: run[k] for k in ("task", "box", "method", "seed", "seconds") if k in run}
     if "budget" in run:
         keep["budget"], keep["winner"] = run["budget"], run.get("winner")
-        keep["windows"] = run.get("spaces")
-    keep["trials"] = [
-        {
-            k: t.get(k)
-            for k in ("epochs", "value", "test", "stage", "parent")
-            if t.get(k) is not None or k == "value"
-        }
-        for t in run["trials"]
-    ]
+        keep["windows"] = run.get("spaces", run.get("windows"))
+    trials, best = [], -math.inf
+    for t in run["trials"]:
+        row = {k: t[k] for k in ("epochs", "stage", "parent") if t.get(k) is not None}
+        row["value"] = None if t["value"] is None else round(t["value"], 4)
+        if t["value"] is not None and t["value"] > best:
+            best = t["value"]
+            if t.get("test") is not None:
+                row["test"] = round(t["test"], 4)
+        trials.append(row)
+    keep["trials"] = trials
     return keep
 
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-import pytest
+# BLAS as the test workers run it (tests/workers/conftest.py: one thread, the inherited kernels),
+# set before NumPy is first imported: results computed here are compared bit for bit with theirs
+# (invariant I3), and two BLAS threads or other kernels round a large product differently.
+os.environ.setdefault("HPO_BLAS_CORETYPE", "inherit")
+from hpo._blas import configure_blas  # stdlib only: NumPy is not imported yet
+
+configure_blas(1)
+
+import pytest  # noqa: E402
 
 REDIS_URL = os.environ.get("HPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("HPO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

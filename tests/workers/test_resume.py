@@ -20,13 +20,14 @@ from .test_faults import one_optuna_trial_per_trial, pool_pid, wait_finished
 
 pytestmark = pytest.mark.services
 
-# One trial of 50 epochs (~0.1 s each here), a checkpoint every 10.
+# One trial of 50 epochs (~0.1 s each: batch 1, so that the poll below sees the checkpoint of
+# epoch 30 before the one of epoch 40 replaces it), a checkpoint every 10.
 STUDY = """\
 name: {name}
 seed: 11
 dataset: {{kind: digits, subset: 1400, val_fraction: 0.25, test_fraction: 0.2}}
 model: {{hidden_sizes: [64, 64], activation: relu, weight_init: he, dropout: 0.1}}
-training: {{optimizer: adam, lr: 0.001, epochs: 50, batch_size: 4}}
+training: {{optimizer: adam, lr: 0.001, epochs: 50, batch_size: 1}}
 search:
   sampler: random
   stages: [{{trials: 1}}]
