@@ -59,7 +59,18 @@ app = typer.Typer(
 # `hpo --help` lists the commands in these panels, in this order.
 _PANELS = {
     "Run a study": ["submit", "resume", "validate", "cancel", "delete"],
-    "Results": ["studies", "status", "best", "trials", "export", "plot", "model", "predict", "verify"],
+    "Results": [
+        "studies",
+        "status",
+        "explain",
+        "best",
+        "trials",
+        "export",
+        "plot",
+        "model",
+        "predict",
+        "verify",
+    ],
     "Workers and tools": ["worker", "train", "schema", "db"],
 }
 

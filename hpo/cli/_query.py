@@ -1,4 +1,4 @@
-"""Query commands: studies, status, best, trials, export."""
+"""Query commands: studies, status, best, trials, export, explain."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from hpo.spec import StudySpec
     from hpo.storage import Storage, TrialRow
 
-__all__ = ["best", "best_rows", "export", "status", "studies", "trials"]
+__all__ = ["best", "best_rows", "explain", "export", "status", "studies", "trials"]
 
 
 def shown_state(study: Any) -> str:
@@ -369,3 +369,79 @@ def _export_text(storage: Storage, name: str, fmt: OutputFormat) -> str:
         flat["curves"] = json.dumps(r["curves"])
         writer.writerow(flat)
     return buf.getvalue()
+
+
+@app.command()
+def explain(name: NameArgument, db: DbOption = None, fmt: FormatOption = OutputFormat.table) -> None:
+    """Why each stage of a narrowing study has its ranges: the top trials, their span, the pans.
+
+    The study's rule is re-applied to its stored stages (docs/narrowing.md states it); a stage
+    whose stored ranges the rule would not give now is flagged.
+    """
+    from hpo.orchestration import explain_stages
+
+    from ._progress import range_text
+
+    storage = open_storage(db)
+    study = storage.get_study(name)
+    explanations = explain_stages(storage, study.id)
+    if fmt is OutputFormat.json:
+        doc = [
+            {
+                "stage": e.stage + 1,
+                "complete_trials": e.n_complete,
+                "matches_stored_ranges": e.matches,
+                "params": {p: r.to_dict() for p, r in e.params.items()},
+            }
+            for e in explanations
+        ]
+        out_console().print_json(json.dumps(doc, default=str))
+        return
+    if not explanations:
+        err_console().print(f"study {name}: no stage was narrowed yet (or its sampler does not narrow)")
+        return
+    rule = study_spec_of(study).narrowing_rule()
+    rows = []
+    for e in explanations:
+        for pname, rec in e.params.items():
+            rows.append(
+                {
+                    "stage": e.stage + 1,
+                    "parameter": pname,
+                    "from": range_text(rec.old),
+                    "to": range_text(rec.new),
+                    "top": f"{len(rec.top_values)} of {rec.n_trials}",
+                    "why": _why(rec, rule.pan_growth) + ("" if e.matches else " (stored ranges differ)"),
+                }
+            )
+    emit(rows, fmt, title=f"narrowing of {name}")
+
+
+def study_spec_of(study: Any) -> StudySpec:
+    from hpo.orchestration import study_spec
+
+    return study_spec(study)
+
+
+def _why(rec: Any, pan_growth: float) -> str:
+    """One parameter's narrowing in words, from its :class:`~hpo.samplers.ParamNarrowing`."""
+    if rec.note:
+        return rec.note
+    parts = []
+    for side, panned in (("low", rec.panned_low), ("high", rec.panned_high)):
+        if panned:
+            far = (
+                f", x{pan_growth**rec.pan_streak:g} ({rec.pan_streak} in a row before)"
+                if rec.pan_streak
+                else ""
+            )
+            parts.append(f"panned {side}{far}")
+    if rec.min_width_applied:
+        parts.append("minimum width")
+    if rec.hard_low_applied or rec.hard_high_applied:
+        parts.append("cut by bounds")
+    if not parts:
+        parts.append(
+            "kept: top trials at both edges" if rec.new == rec.old else "narrowed around the top trials"
+        )
+    return "; ".join(parts)

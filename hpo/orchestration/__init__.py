@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._advance import MIRROR_INTERVAL, advance_study, mirror_optuna_view
     from ._evaluation import TestResult, evaluate_on_test
     from ._executor import BrokerError, Executor, check_database_shareable, load_executor
+    from ._explain import StageExplanation, explain_stages
     from ._local import (
         LocalRunInterruptedError,
         Progress,
@@ -81,6 +82,8 @@ _EXPORTS = {
     "mirror_optuna_view": "._advance",
     "TestResult": "._evaluation",
     "evaluate_on_test": "._evaluation",
+    "StageExplanation": "._explain",
+    "explain_stages": "._explain",
     "BrokerError": "._executor",
     "Executor": "._executor",
     "check_database_shareable": "._executor",
@@ -134,6 +137,7 @@ __all__ = [
     "LocalRunInterruptedError",
     "ModelNotFoundError",
     "Progress",
+    "StageExplanation",
     "StudyDeleted",
     "TestResult",
     "TrainedNetwork",
@@ -151,6 +155,7 @@ __all__ = [
     "dispatch_trials",
     "evaluate_on_test",
     "execute_trial",
+    "explain_stages",
     "first_stage_draft",
     "format_bytes",
     "load_data",

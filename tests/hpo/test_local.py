@@ -55,6 +55,14 @@ def test_two_stage_study_completes_with_narrowed_ranges(tmp_path: Path) -> None:
     assert test["source"] == "model" and 0 < test["test_acc"] <= 1
     verify = _hpo("verify", "s", "--db", db)  # the saved network is what its seed retrains (I3)
     assert verify.returncode == 0, verify.stdout + verify.stderr
+    # `hpo explain` says why stage 2 has its ranges: the rule, re-applied, gives the stored ones.
+    explained = json.loads(_hpo("explain", "s", "--db", db, "-f", "json").stdout)
+    assert [e["stage"] for e in explained] == [2] and explained[0]["matches_stored_ranges"]
+    lr = explained[0]["params"]["lr"]
+    assert lr["new"] == next(p["distribution"] for p in second["params"] if p["name"] == "lr")
+    assert len(lr["top_values"]) == 3 and lr["n_trials"] == 12  # a quarter of 12; top_cut keeps min_top
+    table = _hpo("explain", "s", "--db", db)
+    assert table.returncode == 0 and "lr" in table.stdout and "of 12" in table.stdout
     # the best trials are printed on stdout as data
     assert "best trials" in proc.stdout
 
