@@ -26,7 +26,13 @@ def report(paths: Sequence[Path]) -> str:
     from bench.search_quality import BOXES, summarize, task_tables
 
     docs = _load(paths)
-    lines: list[str] = []
+    lines: list[str] = [
+        "# Search quality: every table",
+        "",
+        "Written by `python bench/search_quality.py --report` from the results files next to this one",
+        "(docs/search-quality.md says how they are made and reads them).",
+        "",
+    ]
     for doc in docs:
         task = task_of({"task": doc["task"], "trials": _trials(doc)})
         lines += [f"### {doc['task']}: {task.title}", ""]

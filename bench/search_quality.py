@@ -28,6 +28,7 @@ import os
 import statistics
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -265,7 +266,9 @@ def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
     grid = [task.budget * k // 100 for k in range(1, 101)]
     for ax, box in zip(axes[0], boxes, strict=True):
         floor = 1.0
-        for i, m in enumerate(method_order(runs)):
+        for m in method_order(runs):
+            # One colour per method in every figure: its place in METHODS (others after them).
+            i = (METHODS.index(m) if m in METHODS else len(METHODS) + method_order(runs).index(m)) % 10
             mine = [
                 r
                 for r in runs
@@ -296,7 +299,7 @@ def draw(task: Task, runs: Sequence[dict[str, Any]], path: Path) -> None:
                 floor = min(floor, med[len(med) // 3])
         ax.set_xlabel(f"cumulative epochs, in full trials of {task.epochs} epochs")
         ax.set_ylabel("best validation accuracy so far")
-        ax.set_title(f"{box} box: {_box_text(task, box)}", fontsize=8)
+        ax.set_title(textwrap.fill(f"{box} box: {_box_text(task, box)}", 80), fontsize=8)
         ax.set_ylim(bottom=max(0.0, floor - 0.05))
         ax.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{task.title} (median of the seeds; band: IQR)", fontsize=10)
