@@ -57,6 +57,7 @@ def test_cli_entry_point_configures_blas_before_numpy_loads() -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in _blas.THREAD_VARS}
     env["OPENBLAS_CORETYPE"] = "Haswell"  # as this machine's environment sets it
+    env.pop("HPO_BLAS_CORETYPE", None)  # the default (auto), not the test suite's inherit
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     threads, arch = proc.stdout.split()
     assert threads == "1"
