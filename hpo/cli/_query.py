@@ -378,7 +378,7 @@ def explain(name: NameArgument, db: DbOption = None, fmt: FormatOption = OutputF
     The study's rule is re-applied to its stored stages (docs/narrowing.md states it); a stage
     whose stored ranges the rule would not give now is flagged.
     """
-    from hpo.orchestration import explain_stages
+    from hpo.orchestration import explain_stages, study_spec
 
     from ._progress import range_text
 
@@ -400,7 +400,7 @@ def explain(name: NameArgument, db: DbOption = None, fmt: FormatOption = OutputF
     if not explanations:
         err_console().print(f"study {name}: no stage was narrowed yet (or its sampler does not narrow)")
         return
-    rule = study_spec_of(study).narrowing_rule()
+    rule = study_spec(study).narrowing_rule()
     rows = []
     for e in explanations:
         for pname, rec in e.params.items():
@@ -415,12 +415,6 @@ def explain(name: NameArgument, db: DbOption = None, fmt: FormatOption = OutputF
                 }
             )
     emit(rows, fmt, title=f"narrowing of {name}")
-
-
-def study_spec_of(study: Any) -> StudySpec:
-    from hpo.orchestration import study_spec
-
-    return study_spec(study)
 
 
 def _why(rec: Any, pan_growth: float) -> str:

@@ -25,7 +25,7 @@ from ._narrowing import (
     pan_streaks,
 )
 from ._sampler import NarrowingSampler
-from ._sampling import sample_params, sobol_params, trial_rng
+from ._sampling import sample_params, sobol_params, sobol_points, trial_rng
 from ._space import Space, space_from_json, space_to_json
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "pan_streaks",
     "sample_params",
     "sobol_params",
+    "sobol_points",
     "space_from_json",
     "space_to_json",
     "trial_rng",

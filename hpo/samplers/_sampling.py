@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from ._errors import NarrowingError
 from ._space import check_space
 
-__all__ = ["name_rng", "sample_params", "sample_value", "sobol_params", "trial_rng"]
+__all__ = ["name_rng", "sample_params", "sample_value", "sobol_params", "sobol_points", "trial_rng"]
 
 
 def trial_rng(seed: int, number: int) -> np.random.Generator:
@@ -106,21 +106,32 @@ def sobol_params(space: Mapping[str, BaseDistribution], seed: int, stage: int, i
         stage: The stage index (each stage has its own scrambling).
         index: The trial's position in its stage (0 for its first trial).
     """
+    return sobol_points(space, seed, stage, [index])[0]
+
+
+def sobol_points(
+    space: Mapping[str, BaseDistribution], seed: int, stage: int, indices: Sequence[int]
+) -> list[dict[str, Any]]:
+    """:func:`sobol_params` for several positions of one stage, its sequence drawn once."""
     import warnings
 
     from scipy.stats import qmc
 
     space = check_space(space)
-    trial_rng(seed, index)  # validates seed and index
-    if not space:
-        return {}
+    for index in indices:
+        trial_rng(seed, index)  # validates seed and index
+    if not space or not indices:
+        return [{} for _ in indices]
     engine = qmc.Sobol(
         d=len(space), scramble=True, seed=np.random.default_rng([int(seed), int(stage), 0x50B0])
     )
     with warnings.catch_warnings():  # "balance properties ... n=2**m": a prefix is what a stage uses
         warnings.simplefilter("ignore", category=UserWarning)
-        point = engine.random(index + 1)[index]
-    return {name: value_at(dist, float(u)) for (name, dist), u in zip(space.items(), point, strict=True)}
+        points = engine.random(max(indices) + 1)
+    return [
+        {name: value_at(dist, float(u)) for (name, dist), u in zip(space.items(), points[i], strict=True)}
+        for i in indices
+    ]
 
 
 def value_at(dist: BaseDistribution, u: float) -> Any:

@@ -70,14 +70,17 @@ class Narrowing(IndependentStrategy):
         narrowing = spec.search.narrowing
         if narrowing is None or narrowing.sampling == "random":
             return super().propose(spec, space, numbers, history)
-        from ..samplers import sobol_params
+        from ..samplers import sobol_points
 
-        out: list[Proposal] = []
+        by_stage: dict[int, list[int]] = {}
         for n in numbers:
-            stage = _stage_of(spec, n)
-            index = n - spec.first_number(stage)
-            out.append((n, sobol_params(space, spec.seed, stage, index), spec.trial_seed(n)))
-        return out
+            by_stage.setdefault(_stage_of(spec, n), []).append(n)
+        params: dict[int, dict[str, Any]] = {}
+        for stage, ns in by_stage.items():  # each stage's sequence drawn once
+            first = spec.first_number(stage)
+            points = sobol_points(space, spec.seed, stage, [n - first for n in ns])
+            params.update(zip(ns, points, strict=True))
+        return [(n, params[n], spec.trial_seed(n)) for n in numbers]
 
     def promote(
         self, spec: StudySpec, stage: int, space: Space, previous: Sequence[TrialRow]
