@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from functools import cache
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["Settings", "get_settings"]
+__all__ = ["WORKER_POOL", "Settings", "get_settings"]
+
+WORKER_POOL = {"HPO_DB_POOL_SIZE": "1", "HPO_DB_MAX_OVERFLOW": "0", "HPO_DB_APPLICATION_NAME": "hpo-worker"}
+"""The connection pool of a worker's processes, unless the environment says otherwise: one
+connection each. A pool process runs one trial at a time, and its heartbeat thread waits the few
+milliseconds a claim or a finish holds that connection, so 64 pool processes stay well within
+PostgreSQL's default ``max_connections`` of 100 (docs/deploy.md: when to put PgBouncer in front)."""
 
 
 class Settings(BaseSettings):
@@ -32,6 +39,14 @@ class Settings(BaseSettings):
         reaper_interval: Seconds between two reaper passes in each worker.
         requeue_grace: A PENDING trial enqueued less than this ago is not re-sent.
         requeue_after: When the broker cannot be inspected, re-send PENDING trials older than this.
+        db_pool_size: PostgreSQL connections a process keeps open (``HPO_DB_POOL_SIZE``). A worker's
+            pool processes default to 1 (see :data:`WORKER_POOL`): a worker then holds at most
+            ``concurrency + 1`` connections.
+        db_max_overflow: Connections a process may open beyond the pool when all are in use
+            (``HPO_DB_MAX_OVERFLOW``); 0 in a worker's pool processes.
+        db_pool_timeout: Seconds a process waits for one of its connections to be free.
+        db_application_name: How PostgreSQL's ``pg_stat_activity`` names this process's
+            connections (``HPO_DB_APPLICATION_NAME``): ``hpo``, ``hpo-worker`` in workers.
     """
 
     model_config = SettingsConfigDict(env_prefix="HPO_", extra="ignore")
@@ -49,6 +64,10 @@ class Settings(BaseSettings):
     reaper_interval: float = 30.0
     requeue_grace: float = 10.0
     requeue_after: float = 900.0
+    db_pool_size: int = Field(5, ge=1)
+    db_max_overflow: int = Field(10, ge=0)
+    db_pool_timeout: float = Field(30.0, gt=0)
+    db_application_name: str = "hpo"
 
     def time_limits(self) -> tuple[float, float, float]:
         """(soft, hard, visibility timeout) of remote trial tasks, in seconds.

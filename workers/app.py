@@ -198,8 +198,11 @@ def _prepare_worker(sender: Any = None, **_: Any) -> None:
         log.critical("refusing to start: %s", exc)
         raise SystemExit(f"error: {exc}") from None
     # The pool processes are forked from this one after this signal: import the code a trial
-    # runs here, once, rather than in every pool process's first trial.
+    # runs here, once, rather than in every pool process's first trial. SciPy's QMC module is
+    # what a stage's Sobol points need: imported lazily, it cost the first trial that ended a
+    # stage in each pool process seconds under load, with the next stage already running.
     importlib.import_module("hpo.orchestration")
+    importlib.import_module("scipy.stats.qmc")
 
 
 @signals.worker_process_init.connect

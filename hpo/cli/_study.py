@@ -238,6 +238,7 @@ def worker(
 
     from hpo import get_settings
     from hpo._blas import blas_environ
+    from hpo._settings import WORKER_POOL
     from hpo.orchestration import BrokerError, check_database_shareable, default_workers, load_executor
     from hpo.storage import Storage
 
@@ -258,6 +259,8 @@ def worker(
         executor.check()  # database the server lacks is bad input, said now, not retried forever
     env = blas_environ(threads=1)
     env.update(HPO_DATABASE_URL=url, HPO_BROKER_URL=broker)
+    for key, value in WORKER_POOL.items():  # one connection per pool process, unless set
+        env.setdefault(key, value)
     # exec: the worker keeps this process's PID, which its default node name carries.
     os.execvpe(argv[0], argv, env)
 

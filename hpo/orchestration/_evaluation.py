@@ -73,6 +73,10 @@ def evaluate_on_test(storage: Storage, spec: StudySpec, study_id: int) -> None:
     reproduce the stored validation score exactly (invariant I3), and the result records
     whether it did and why it retrained.
     """
+    if spec.synthetic is not None:
+        note = "synthetic trials train no network: there is no test score"
+        storage.set_test_result(study_id, TestResult(error=note).as_dict())
+        return
     best = best_trials(storage, study_id, spec, 1)
     if not best:
         storage.set_test_result(study_id, TestResult(error="no finished trial to evaluate").as_dict())

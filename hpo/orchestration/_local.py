@@ -177,7 +177,8 @@ def run_local(
     spec = study_spec(study)
     # Load the split once here; the forked workers share it.
     dtype = spec.training.dtype
-    _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
+    if spec.synthetic is None:  # synthetic trials load no data
+        _DATA_CACHE[spec.dataset.model_dump_json() + dtype] = load_data(spec.dataset, dtype)
     _release_dead_local_claims(storage, study.id, spec.limits.max_attempts)
     advance_study(storage, study.id)
     pool = _Pool(storage, study, workers or default_workers(), spec.limits.max_attempts)

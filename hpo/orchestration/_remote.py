@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,6 +14,8 @@ from ._studies import study_spec
 from ._trial import LEASE_SECONDS, run_trial
 
 __all__ = ["dispatch_trials", "execute_trial", "reap"]
+
+log = logging.getLogger("hpo.orchestration")
 
 # Datasets a worker process keeps loaded between trials, by spec (see run_trial's data_cache).
 _DATA_CACHE: dict[str, Any] = {}
@@ -42,13 +46,27 @@ def execute_trial(
     Returns:
         ``"skipped"`` or the trial's final state.
     """
+    start = time.perf_counter()
     claimed = storage.claim_with_study(trial_id, worker, lease, queues=queues)
+    claim = time.perf_counter() - start
     if claimed is None:
         return "skipped"
     trial, study = claimed
     new_trials = None if executor is None else (lambda ids: dispatch_trials(storage, executor, ids))
     report = run_trial(
         storage, trial, worker, lease=lease, data_cache=_DATA_CACHE, on_new_trials=new_trials, study=study
+    )
+    # One line per trial, as Celery logs one per task: what the database cost it (bench/scale.py
+    # reads these for its latency percentiles).
+    log.info(
+        "trial %s of study %s %s: claim %.2f ms, run %.3f s, finish %.2f ms, advance %.2f ms",
+        trial.number,
+        study.name,
+        report.state if report.recorded else "not recorded",
+        claim * 1e3,
+        report.seconds,
+        report.finish_seconds * 1e3,
+        report.advance_seconds * 1e3,
     )
     return report.state if report.recorded else "skipped"
 

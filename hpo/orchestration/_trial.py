@@ -21,6 +21,7 @@ from ._checkpoints import TrialCheckpoints
 from ._heartbeats import heartbeats
 from ._pruning import PruneCheck
 from ._studies import objective_value, study_spec
+from ._synthetic import SyntheticRun
 from ._training import build_trainer, format_bytes, load_data, memory_limit, train_memory
 
 __all__ = ["DATA_CACHE_SIZE", "LEASE_SECONDS", "TrialReport", "run_trial"]
@@ -45,6 +46,10 @@ class TrialReport:
     recorded: bool
     """False when the result was not stored: the claim was lost (lease taken over, study
     cancelled) or another delivery already finished the trial."""
+    finish_seconds: float = 0.0
+    """How long recording the outcome took (``Storage.finish``: one transaction)."""
+    advance_seconds: float = 0.0
+    """How long advancing the study took afterwards (the Optuna view, the next stage)."""
 
 
 def run_trial(
@@ -99,23 +104,29 @@ def run_trial(
     saver: TrialCheckpoints | None = None
     try:
         train_spec = spec.trial_spec(trial.params, trial.stage, seed=trial.seed)
-        data = _trial_data(train_spec, data_cache)
-        too_big = _does_not_fit(train_spec, data)
-        if too_big:
-            raise _TrialFailedError(too_big)
+        if spec.synthetic is None:
+            data = _trial_data(train_spec, data_cache)
+            too_big = _does_not_fit(train_spec, data)
+            if too_big:
+                raise _TrialFailedError(too_big)
+            saver = epochs.saver = TrialCheckpoints(
+                storage, study, trial, worker, spec.checkpoints.every, train_spec.training.epochs
+            )
         epochs.prune = PruneCheck(spec, storage, trial)
-        saver = epochs.saver = TrialCheckpoints(
-            storage, study, trial, worker, spec.checkpoints.every, train_spec.training.epochs
-        )
         with heartbeats.hold(storage, trial, worker, lease) as epochs.lost:
-            trainer = _trainer(train_spec, data, epochs, spec.limits.trial_time_limit, saver)
+            if saver is None:  # synthetic: no data, no network, nothing saved
+                trainer: engine.Trainer | SyntheticRun = SyntheticRun(
+                    spec, trial.params, train_spec.training.epochs, train_spec.seed, epochs
+                )
+            else:
+                trainer = _trainer(train_spec, data, epochs, spec.limits.trial_time_limit, saver)
             result = epochs.train(trainer)
         if epochs.lost.is_set() or epochs.interrupted:
             if epochs.interrupted:  # Ctrl-C: handed back, not counted as an attempt
                 storage.release(trial.id, worker, attempt=trial.attempts)
             return TrialReport(trial.id, trial.number, TrialState.RUNNING, None, "interrupted", 0.0, False)
         state, value, reason = _outcome(spec, result, epochs.pruned)
-        if state is TrialState.COMPLETE:
+        if state is TrialState.COMPLETE and saver is not None:
             model = saver.save_model()
     except _TrialFailedError as exc:
         reason = str(exc)
@@ -129,7 +140,9 @@ def run_trial(
         log.warning("trial %s failed:\n%s", trial.number, traceback.format_exc())
     seconds = time.perf_counter() - start
     outcome = epochs.outcome(state, value, reason, model)
+    finishing = time.perf_counter()
     progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
+    finished = time.perf_counter()
     if saver is not None:
         saver.after_finish(progress is not None, model)
     if progress is not None and data_error:
@@ -140,7 +153,17 @@ def run_trial(
         new = advance_study(storage, trial.study_id, progress)
         if new and on_new_trials is not None:
             on_new_trials(new)
-    return TrialReport(trial.id, trial.number, state, value, reason, seconds, progress is not None)
+    return TrialReport(
+        trial.id,
+        trial.number,
+        state,
+        value,
+        reason,
+        seconds,
+        progress is not None,
+        finish_seconds=finished - finishing,
+        advance_seconds=time.perf_counter() - finished,
+    )
 
 
 def _trainer(
@@ -262,7 +285,7 @@ class _Epochs:
             train_seconds=self.train_seconds,
         )
 
-    def train(self, trainer: engine.Trainer) -> engine.TrainResult:
+    def train(self, trainer: engine.Trainer | SyntheticRun) -> engine.TrainResult:
         """``trainer.fit()``, its wall seconds added to those carried (even when it raises)."""
         start = time.perf_counter()
         try:

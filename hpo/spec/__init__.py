@@ -14,6 +14,7 @@ from ._sections import (
     PrunerSpec,
     SearchSpec,
     StageSpec,
+    SyntheticSpec,
 )
 from ._study import StudySpec, load_study_file, load_study_spec, study_json_schema
 from ._yaml import Positions, load_yaml
@@ -36,6 +37,7 @@ __all__ = [
     "SpecFile",
     "StageSpec",
     "StudySpec",
+    "SyntheticSpec",
     "TrainSpec",
     "TrainingSpec",
     "load_spec",

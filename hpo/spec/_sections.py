@@ -280,3 +280,19 @@ class CheckpointsSpec(_Strict):
         description="Epochs between a running trial's checkpoints, which a retry after a worker's death "
         "resumes from (0: none; only the latest is kept). The final network is always kept.",
     )
+
+
+class SyntheticSpec(_Strict):
+    """Trials that do not train: each epoch sleeps ``epoch_seconds`` and reports a score computed
+    from the trial's parameters and seed.
+
+    For checking and benchmarking a deployment (queue, workers, database) without the cost of
+    training: the trials take the same path as real ones (claim, heartbeats, curves, pruning,
+    finish, the next stage), but the dataset is never loaded and no network is kept. The score
+    peaks where every searched parameter is in the middle of its first-stage range (on its log
+    scale when it has one), so a narrowing study still has something to narrow around.
+    """
+
+    epoch_seconds: Annotated[float, Field(ge=0, le=3600)] = Field(
+        0.0, description="Seconds each epoch sleeps (0: a no-op trial)."
+    )

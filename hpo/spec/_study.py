@@ -33,7 +33,7 @@ from ._load import SpecFile, load_spec, load_spec_file
 from ._models import DatasetSpec, ModelSpec, TrainingSpec, TrainSpec, _Strict
 from ._names import MAX_DEPTH, SECTIONS, VIRTUAL, field_kind, resolve
 from ._parameters import CategoricalParameter, FloatParameter, IntParameter, Loc, _fmt, _located
-from ._sections import CheckpointsSpec, LimitsSpec, ObjectiveSpec, PrunerSpec, SearchSpec
+from ._sections import CheckpointsSpec, LimitsSpec, ObjectiveSpec, PrunerSpec, SearchSpec, SyntheticSpec
 from ._yaml import ECHO_LIMIT, shorten
 
 __all__ = ["StudySpec", "load_study_file", "load_study_spec", "study_json_schema"]
@@ -67,6 +67,11 @@ class StudySpec(_Strict):
         default_factory=CheckpointsSpec,
         description="Mid-run checkpoints a retried trial resumes from (every trial's final network is "
         "always kept).",
+    )
+    synthetic: SyntheticSpec | None = Field(
+        None,
+        description="Trials that sleep instead of training, scored by a fixed function of their "
+        "parameters: for checking and benchmarking a deployment (null: real training).",
     )
 
     @model_validator(mode="after")

@@ -7,7 +7,8 @@ BEGIN, which in WAL mode never waits for a writer. SQLite ignores ``FOR UPDATE``
 compare-and-set in :mod:`hpo.storage` is a conditional ``UPDATE`` checked by the rows it returns.
 
 PostgreSQL gets ``pool_pre_ping`` (idle connections are dropped by servers and proxies) and a small
-pool.
+pool, sized by the ``HPO_DB_POOL_SIZE`` / ``HPO_DB_MAX_OVERFLOW`` settings (one connection in each of a
+worker's pool processes).
 """
 
 from __future__ import annotations
@@ -145,13 +146,17 @@ def _new_engine(url: URL) -> Engine:
         engine = sa.create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_S})
         sqlite_begin_immediate(engine)
         return engine
+    from .._settings import get_settings
+
+    settings = get_settings()
     return sa.create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=5,
-        max_overflow=10,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
         pool_recycle=3600,
-        connect_args={"connect_timeout": 10},
+        connect_args={"connect_timeout": 10, "application_name": settings.db_application_name},
     )
 
 

@@ -93,6 +93,7 @@ def test_example_stage_plans() -> None:
         "digits-mixed": [(24, 8), (16, 12), (12, 16)],
         "mnist-book": [(40, 10), (30, 25), (30, 50)],
         "mnist-book-random": [(100, 50)],
+        "smoke": [(80, 3), (60, 3), (60, 3)],
     }
     book = load_study_spec(ROOT / "examples" / "mnist-book.yaml")
     assert book.model.hidden_sizes == [100] * 6
