@@ -45,6 +45,10 @@ class Settings(BaseSettings):
         db_max_overflow: Connections a process may open beyond the pool when all are in use
             (``HPO_DB_MAX_OVERFLOW``); 0 in a worker's pool processes.
         db_pool_timeout: Seconds a process waits for one of its connections to be free.
+        db_prepared_statements: Let psycopg prepare statements it runs often on the server
+            (``HPO_DB_PREPARED_STATEMENTS``). Set it false behind PgBouncer in transaction mode
+            before 1.21, where a prepared statement lives on a server connection that the next
+            transaction may not get.
         db_application_name: How PostgreSQL's ``pg_stat_activity`` names this process's
             connections (``HPO_DB_APPLICATION_NAME``): ``hpo``, ``hpo-worker`` in workers.
     """
@@ -67,6 +71,7 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, ge=1)
     db_max_overflow: int = Field(10, ge=0)
     db_pool_timeout: float = Field(30.0, gt=0)
+    db_prepared_statements: bool = True
     db_application_name: str = "hpo"
 
     def time_limits(self) -> tuple[float, float, float]:

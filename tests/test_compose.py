@@ -261,12 +261,35 @@ def test_hpo_environment(services: dict[str, Any]) -> None:
         "HPO_BROKER_URL": "redis://redis:6379/0",
         "HPO_BLAS_CORETYPE": "auto",
         "HPO_ARTIFACTS": "/artifacts",
+        "HPO_DB_PREPARED_STATEMENTS": "true",
     }
     for name in HPO_SERVICES:
         own = {"FLOWER_BASIC_AUTH"} if name == "flower" else set()
         env = services[name]["environment"]
         assert {k: v for k, v in env.items() if k not in own} == shared, name
         assert set(env) - set(shared) == own, name
+
+
+def test_pgbouncer_profile_puts_every_hpo_service_behind_transaction_pooling(compose: Compose) -> None:
+    # tests/workers/test_pgbouncer.py runs workers behind a real PgBouncer configured the same way.
+    env = {
+        "COMPOSE_PROFILES": "pgbouncer",
+        "HPO_DB_HOST": "pgbouncer",
+        "HPO_DB_PORT": "6432",
+        "HPO_DB_PREPARED_STATEMENTS": "false",
+    }
+    services = compose.config(BASE, env=env)["services"]
+    assert set(services) == SERVICES | {"pgbouncer"}
+    bouncer = services["pgbouncer"]
+    assert bouncer["environment"]["POOL_MODE"] == "transaction"
+    assert bouncer["environment"]["LISTEN_PORT"] == "6432"
+    assert bouncer["environment"]["DEFAULT_POOL_SIZE"] == "20"
+    assert bouncer["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert "ports" not in bouncer  # reached by the other services only
+    for name in HPO_SERVICES:
+        hpo_env = services[name]["environment"]
+        assert hpo_env["HPO_DATABASE_URL"] == "postgresql+psycopg://hpo:hpo@pgbouncer:6432/hpo", name
+        assert hpo_env["HPO_DB_PREPARED_STATEMENTS"] == "false", name
 
 
 def _binds(service: Mapping[str, Any]) -> set[tuple[str, str, bool]]:

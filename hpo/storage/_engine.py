@@ -40,6 +40,7 @@ __all__ = [
     "dispose_engines",
     "exclusive",
     "is_sqlite",
+    "postgres_connect_args",
     "read_engine",
     "redact",
     "sqlite_begin_immediate",
@@ -156,8 +157,19 @@ def _new_engine(url: URL) -> Engine:
         max_overflow=settings.db_max_overflow,
         pool_timeout=settings.db_pool_timeout,
         pool_recycle=3600,
-        connect_args={"connect_timeout": 10, "application_name": settings.db_application_name},
+        connect_args=postgres_connect_args(),
     )
+
+
+def postgres_connect_args() -> dict[str, Any]:
+    """psycopg's connection arguments from the settings (hpo's engines and Optuna's storage)."""
+    from .._settings import get_settings
+
+    settings = get_settings()
+    connect: dict[str, Any] = {"connect_timeout": 10, "application_name": settings.db_application_name}
+    if not settings.db_prepared_statements:
+        connect["prepare_threshold"] = None  # never prepare on the server (PgBouncer, see Settings)
+    return connect
 
 
 def _key(url: str | URL) -> str:

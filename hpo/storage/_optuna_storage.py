@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .._process_cache import ProcessCache
-from ._engine import BUSY_TIMEOUT_S, is_sqlite, sqlite_begin_immediate
+from ._engine import BUSY_TIMEOUT_S, is_sqlite, postgres_connect_args, sqlite_begin_immediate
 
 if TYPE_CHECKING:
     from optuna.storages import RDBStorage
@@ -33,7 +33,7 @@ _storages: ProcessCache[str, RDBStorage] = ProcessCache(
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if is_sqlite(url):
         return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8, "connect_args": {"connect_timeout": 10}}
+    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8, "connect_args": postgres_connect_args()}
 
 
 def _configure(storage: RDBStorage) -> RDBStorage:

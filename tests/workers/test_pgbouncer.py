@@ -1,0 +1,115 @@
+"""Workers behind PgBouncer in transaction mode: many clients, a few server connections."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from hpo.storage import Storage
+from tests.workers.conftest import Workers, hpo, wait_for
+
+SERVER_POOL = 3
+STUDY = """\
+name: {name}
+seed: 0
+dataset: {{kind: digits}}
+training: {{epochs: 2}}
+search:
+  stages: [{{trials: 30}}, {{trials: 20}}]
+  parameters:
+    lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
+    weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
+synthetic: {{epoch_seconds: 0.02}}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def pgbouncer(workers_pg_url: str, tmp_path: Path) -> Iterator[str]:
+    """A PgBouncer in transaction mode in front of the workers' database, at most SERVER_POOL
+    server connections; yields the URL clients use."""
+    binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
+    if not os.path.exists(binary):
+        message = "pgbouncer is missing: apt-get install pgbouncer"
+        if os.environ.get("HPO_REQUIRE_SERVICES") == "1":
+            pytest.fail(f"HPO_REQUIRE_SERVICES=1 but {message}", pytrace=False)
+        pytest.skip(message)
+    url = sa.engine.make_url(workers_pg_url)
+    port = _free_port()
+    (tmp_path / "users.txt").write_text(f'"{url.username}" ""\n')
+    ini = tmp_path / "pgbouncer.ini"
+    ini.write_text(
+        f"[databases]\n{url.database} = host={url.host} port={url.port or 5432} dbname={url.database}\n"
+        f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nauth_type = trust\n"
+        f"auth_file = {tmp_path / 'users.txt'}\npool_mode = transaction\n"
+        f"default_pool_size = {SERVER_POOL}\nmax_client_conn = 200\nunix_socket_dir =\n"
+        "user = postgres\n"  # it will not run as root (it logs to stderr: pgbouncer.out)
+    )
+    out = (tmp_path / "pgbouncer.out").open("wb")
+    proc = subprocess.Popen([binary, str(ini)], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() or True, 10, "pgbouncer")
+        yield url.set(port=port).render_as_string(hide_password=False)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_a_study_runs_through_pgbouncer_on_a_few_server_connections(
+    tmp_path: Path, workers: Workers, storage: Storage, study_name: str, pgbouncer: str
+) -> None:
+    # Eight pool processes and their main process are nine clients of PgBouncer; the server sees
+    # at most SERVER_POOL connections from it. Prepared statements off: a server connection
+    # prepared by one transaction may serve another client's next one.
+    workers.db = pgbouncer
+    (w,) = workers.start(1, concurrency=8, HPO_DB_PREPARED_STATEMENTS="false")
+    workers.wait_ready(w, concurrency=8)
+    database = sa.engine.make_url(storage.url).database
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND application_name <> 'monitor'"
+    )
+    peaks: list[int] = []
+    done = threading.Event()
+    monitor = sa.create_engine(
+        storage.url, poolclass=sa.pool.NullPool, connect_args={"application_name": "monitor"}
+    )
+
+    def sample() -> None:
+        with monitor.connect() as conn:
+            while not done.wait(0.05):
+                peaks.append(int(conn.execute(query, {"d": database}).scalar_one()))
+                conn.rollback()
+
+    path = tmp_path / "s.yaml"
+    path.write_text(STUDY.format(name=study_name))
+    args = ["submit", str(path), "--broker", workers.broker, "--db", pgbouncer, "--no-progress", "--wait"]
+    sampler = threading.Thread(target=sample, daemon=True)
+    storage.dispose()  # this test's own pooled connections (direct, not through PgBouncer) closed
+    sampler.start()
+    start = time.monotonic()
+    proc = hpo(*args, env={"HPO_QUEUE": workers.queue, "HPO_DB_PREPARED_STATEMENTS": "false"})
+    done.set()
+    sampler.join()
+    monitor.dispose()
+    assert proc.returncode == 0, proc.stderr + workers.logs()[-4000:]
+    study = storage.get_study(study_name)
+    assert study.state == "COMPLETE", (study.state, study.reason, time.monotonic() - start)
+    assert len(storage.trials(study.id, states=("COMPLETE",))) == 50
+    # PgBouncer's server connections (and none of the nine clients' own): its pool bounds them.
+    assert 1 <= max(peaks) <= SERVER_POOL, max(peaks)
+    log = w.text()
+    assert "prepared statement" not in log and "OperationalError" not in log, log[-4000:]
