@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -308,3 +309,50 @@ def workers(broker_url: str, workers_pg_url: str, storage: Storage, tmp_path: Pa
         yield ws
     finally:
         ws.stop()
+
+
+SYNTHETIC_STUDY = """\
+name: {name}
+seed: 0
+dataset: {{kind: digits}}
+training: {{epochs: 2}}
+search:
+  stages: [{{trials: {t0}}}, {{trials: {t1}}}]
+  parameters:
+    lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
+    weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
+synthetic: {{epoch_seconds: 0.02}}
+"""
+"""A study of synthetic trials (20 ms an epoch, nothing trained): many trials, many processes."""
+
+
+class ConnectionPeaks:
+    """Samples, every 50 ms until stopped, how many connections to ``url``'s database match
+    ``where`` (SQL on ``pg_stat_activity``); the sampler's own is named ``monitor``."""
+
+    def __init__(self, url: str, where: str) -> None:
+        import sqlalchemy as sa
+
+        self.peaks: list[int] = []
+        self._done = threading.Event()
+        self._engine = sa.create_engine(
+            url, poolclass=sa.pool.NullPool, connect_args={"application_name": "monitor"}
+        )
+        self._query = sa.text(f"SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND {where}")
+        self._database = sa.engine.make_url(url).database
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        with self._engine.connect() as conn:
+            while not self._done.wait(0.05):
+                self.peaks.append(int(conn.execute(self._query, {"d": self._database}).scalar_one()))
+                conn.rollback()  # a fresh snapshot of pg_stat_activity each time
+
+    def __enter__(self) -> ConnectionPeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self._engine.dispose()

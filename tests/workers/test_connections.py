@@ -3,26 +3,10 @@
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 
-import sqlalchemy as sa
-
 from hpo.storage import Storage
-from tests.workers.conftest import Workers, hpo, wait_for
-
-STUDY = """\
-name: {name}
-seed: 0
-dataset: {{kind: digits}}
-training: {{epochs: 2}}
-search:
-  stages: [{{trials: 24}}, {{trials: 16}}]
-  parameters:
-    lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
-    weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
-synthetic: {{epoch_seconds: 0.02}}
-"""
+from tests.workers.conftest import SYNTHETIC_STUDY, ConnectionPeaks, Workers, hpo, wait_for
 
 
 def test_each_pool_process_holds_at_most_one_connection(
@@ -30,29 +14,12 @@ def test_each_pool_process_holds_at_most_one_connection(
 ) -> None:
     (w,) = workers.start(1, concurrency=6)
     workers.wait_ready(w, concurrency=6)
-    database = sa.engine.make_url(workers.db).database
-    query = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND application_name = 'hpo-worker'"
-    )
-    peaks: list[int] = []
-    done = threading.Event()
-    monitor = sa.create_engine(workers.db, poolclass=sa.pool.NullPool)
-
-    def sample() -> None:
-        with monitor.connect() as conn:
-            while not done.wait(0.05):
-                peaks.append(int(conn.execute(query, {"d": database}).scalar_one()))
-                conn.rollback()
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     path = tmp_path / "s.yaml"
-    path.write_text(STUDY.format(name=study_name))
+    path.write_text(SYNTHETIC_STUDY.format(name=study_name, t0=24, t1=16))
     args = ["submit", str(path), "--broker", workers.broker, "--db", workers.db, "--no-progress", "--wait"]
-    proc = hpo(*args, env={"HPO_QUEUE": workers.queue})
-    done.set()
-    sampler.join()
-    monitor.dispose()
+    with ConnectionPeaks(workers.db, "application_name = 'hpo-worker'") as sampled:
+        proc = hpo(*args, env={"HPO_QUEUE": workers.queue})
+    peaks = sampled.peaks
     assert proc.returncode == 0, proc.stderr + workers.logs()[-4000:]
     study = storage.get_study(study_name)
     assert study.state == "COMPLETE"

@@ -6,8 +6,6 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,21 +13,9 @@ import pytest
 import sqlalchemy as sa
 
 from hpo.storage import Storage
-from tests.workers.conftest import Workers, hpo, wait_for
+from tests.workers.conftest import SYNTHETIC_STUDY, ConnectionPeaks, Workers, hpo, wait_for
 
 SERVER_POOL = 3
-STUDY = """\
-name: {name}
-seed: 0
-dataset: {{kind: digits}}
-training: {{epochs: 2}}
-search:
-  stages: [{{trials: 30}}, {{trials: 20}}]
-  parameters:
-    lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
-    weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
-synthetic: {{epoch_seconds: 0.02}}
-"""
 
 
 def _free_port() -> int:
@@ -78,36 +64,16 @@ def test_a_study_runs_through_pgbouncer_on_a_few_server_connections(
     workers.db = pgbouncer
     (w,) = workers.start(1, concurrency=8, HPO_DB_PREPARED_STATEMENTS="false")
     workers.wait_ready(w, concurrency=8)
-    database = sa.engine.make_url(storage.url).database
-    query = sa.text(
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = :d AND application_name <> 'monitor'"
-    )
-    peaks: list[int] = []
-    done = threading.Event()
-    monitor = sa.create_engine(
-        storage.url, poolclass=sa.pool.NullPool, connect_args={"application_name": "monitor"}
-    )
-
-    def sample() -> None:
-        with monitor.connect() as conn:
-            while not done.wait(0.05):
-                peaks.append(int(conn.execute(query, {"d": database}).scalar_one()))
-                conn.rollback()
-
     path = tmp_path / "s.yaml"
-    path.write_text(STUDY.format(name=study_name))
+    path.write_text(SYNTHETIC_STUDY.format(name=study_name, t0=30, t1=20))
     args = ["submit", str(path), "--broker", workers.broker, "--db", pgbouncer, "--no-progress", "--wait"]
-    sampler = threading.Thread(target=sample, daemon=True)
     storage.dispose()  # this test's own pooled connections (direct, not through PgBouncer) closed
-    sampler.start()
-    start = time.monotonic()
-    proc = hpo(*args, env={"HPO_QUEUE": workers.queue, "HPO_DB_PREPARED_STATEMENTS": "false"})
-    done.set()
-    sampler.join()
-    monitor.dispose()
+    with ConnectionPeaks(storage.url, "application_name <> 'monitor'") as sampled:
+        proc = hpo(*args, env={"HPO_QUEUE": workers.queue, "HPO_DB_PREPARED_STATEMENTS": "false"})
+    peaks = sampled.peaks
     assert proc.returncode == 0, proc.stderr + workers.logs()[-4000:]
     study = storage.get_study(study_name)
-    assert study.state == "COMPLETE", (study.state, study.reason, time.monotonic() - start)
+    assert study.state == "COMPLETE", (study.state, study.reason)
     assert len(storage.trials(study.id, states=("COMPLETE",))) == 50
     # PgBouncer's server connections (and none of the nine clients' own): its pool bounds them.
     assert 1 <= max(peaks) <= SERVER_POOL, max(peaks)
