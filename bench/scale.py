@@ -3,7 +3,7 @@
 Usage::
 
     python bench/scale.py [--processes 1,4,16,32,64] [--studies 10] [--trials 2000]
-                          [--sleep 0.05] [--sleep-trials 200] [--baseline-trials 1000]
+                          [--sleep 0.5] [--sleep-trials 40] [--baseline-trials 1000]
                           [--json docs/results/scale.json] [--plot docs/img/scale.png]
 
 For each pool-process count P, real ``hpo worker`` processes are started (``ceil(P/16)`` workers of
@@ -13,8 +13,10 @@ narrowing stages (``synthetic:`` in a study file: the trials take every step of 
 train nothing). Two kinds:
 
 * **no-op**: one epoch that does nothing: what the queue, the workers and the database cost;
-* **sleep**: one epoch that sleeps ``--sleep`` seconds (``--sleep-trials`` per study): trials that
-  leave the CPU idle, so that many more processes than cores can be busy at once.
+* **sleep**: one epoch that sleeps ``--sleep`` seconds, ``--sleep-trials`` per pool process in
+  all (so each run lasts about as long): trials that leave the CPU mostly idle, so that many more
+  processes than cores are busy at once, as with trials that wait on a GPU or on I/O. The no-op
+  kind saturates the 2 cores from 2 processes on; the sleep kind only near 64.
 
 Reported per run: trials/s (from the first submission to the last study's end), claim and finish
 latency (the ``Storage.claim_with_study`` and ``Storage.finish`` calls, p50/p99, from the line each
@@ -381,13 +383,14 @@ def main() -> None:
     parser.add_argument("--processes", default="1,4,16,32,64", help="pool-process counts to run")
     parser.add_argument("--studies", type=int, default=10)
     parser.add_argument("--trials", type=int, default=2000, help="no-op trials per study")
-    parser.add_argument("--sleep", type=float, default=0.05, help="seconds a sleep trial sleeps (0: none)")
-    parser.add_argument("--sleep-trials", type=int, default=200, help="sleep trials per study")
+    parser.add_argument("--sleep", type=float, default=0.5, help="seconds a sleep trial sleeps (0: none)")
+    parser.add_argument("--sleep-trials", type=int, default=40, help="sleep trials per pool process")
     parser.add_argument("--baseline-trials", type=int, default=1000, help="bench/queue.py and Optuna trials")
     parser.add_argument("--broker", default=DEFAULT_BROKER, help="a Redis db used by nothing else")
     parser.add_argument("--db", default=DEFAULT_DB)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
+    parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM ANALYZE before each run")
     args = parser.parse_args()
     # The workers' reapers look after the studies of their own queue (HPO_QUEUE): this one's.
     os.environ["HPO_QUEUE"] = QUEUE
@@ -400,7 +403,10 @@ def main() -> None:
         "targets": TARGETS,
         "runs": {"noop": [], "sleep": []},
     }
-    bq._prepare_database(args.db)
+    from hpo.storage import Storage
+
+    prepare = (lambda db: Storage(db).upgrade()) if args.no_vacuum else bq._prepare_database
+    prepare(args.db)
     if args.baseline_trials:
         queue = bq.overhead(args.broker, args.db, args.baseline_trials)
         result["queue_py_overhead_per_trial_ms"] = queue["overhead_per_trial_ms"]
@@ -410,10 +416,11 @@ def main() -> None:
             f"Optuna RDBStorage no-op {result['optuna_rdb']['random_per_trial_ms']:.2f} ms/trial (random), "
             f"{result['optuna_rdb']['tpe_per_trial_ms']:.2f} (TPE)"
         )
-    kinds = [("noop", 0.0, args.trials)] + ([("sleep", args.sleep, args.sleep_trials)] if args.sleep else [])
-    for kind, sleep, trials in kinds:
+    kinds = [("noop", 0.0)] + ([("sleep", args.sleep)] if args.sleep else [])
+    for kind, sleep in kinds:
         for p in processes:
-            bq._prepare_database(args.db)
+            trials = args.trials if kind == "noop" else max(STAGES, args.sleep_trials * p // args.studies)
+            prepare(args.db)
             run = _run(bq, args.broker, args.db, p, args.studies, trials, sleep)
             result["runs"][kind].append(run)
             inv = run["invariants"]
