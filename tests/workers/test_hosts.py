@@ -126,7 +126,7 @@ def host2(workers: Workers) -> Iterator[Host]:
     if not (shutil.which("ip") and shutil.which("unshare")):
         _unavailable("a second host needs iproute2 (ip netns) and unshare")
     _made += 1
-    tag = f"{os.getpid()}{_made}"[-9:]
+    tag = f"{os.getpid()}-{_made}"  # a pid has at most 7 digits
     netns, link, peer = f"hpo-t-{tag}", f"hpoh{tag}", f"hpon{tag}"  # interface names <= 15 chars
     net = _free_subnet()
     near, far = (str(a) for a in net.hosts())
