@@ -9,28 +9,34 @@ from collections.abc import Iterator
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to a real service; :meth:`cut` drops every connection and refuses
-    new ones (as a dead link or a restarting server does) until :meth:`restore`."""
+    """Forwards ``<listen_host>:<port>`` (default 127.0.0.1) to a real service; :meth:`cut` drops
+    every connection and refuses new ones (as a dead link or a restarting server does) until
+    :meth:`restore`. :attr:`accepted` counts the connections it forwarded."""
 
-    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, target_port: int, target_host: str = "127.0.0.1", listen_host: str = "127.0.0.1"
+    ) -> None:
         self.target = (target_host, target_port)
+        self.host = listen_host
+        self.accepted = 0
         self._listener: socket.socket | None = None
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self.port = self._free_port()
         self.restore()
 
-    @staticmethod
-    def _free_port() -> int:
+    def _free_port(self) -> int:
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind((self.host, 0))
             return int(s.getsockname()[1])
 
     def restore(self) -> None:
-        """Accept connections again (on the same port)."""
+        """Accept connections again (on the same port); nothing when it does already."""
+        if self._listener is not None:
+            return
         listener = socket.socket()
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
+        listener.bind((self.host, self.port))
         listener.listen(64)
         self._listener = listener
         threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
@@ -67,6 +73,7 @@ class TcpProxy:
                     upstream.close()
                     return
                 self._conns += [client, upstream]
+                self.accepted += 1
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 

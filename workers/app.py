@@ -228,7 +228,7 @@ def _start_reaper(sender: Any = None, **_: Any) -> None:
 
 def _reap_forever(app: Celery, settings: Settings) -> None:
     from hpo.orchestration import reap
-    from hpo.storage import Storage
+    from hpo.storage import Storage, StorageError
 
     from ._executor import CeleryExecutor
 
@@ -240,5 +240,7 @@ def _reap_forever(app: Celery, settings: Settings) -> None:
             sent = reap(storage, executor, grace=settings.requeue_grace, requeue_after=settings.requeue_after)
             if sent:
                 log.info("reaper re-sent %d trials", len(sent))
-        except Exception:  # the database or broker may be down for a while; try again next round
+        except StorageError as exc:  # the database is down or out of reach (a lost network): one
+            log.warning("reaper pass failed: %s", exc)  # line a pass, until it is back
+        except Exception:  # the broker may be down for a while too; try again next round
             log.warning("reaper pass failed", exc_info=True)

@@ -30,6 +30,7 @@ __all__ = [
     "Outages",
     "ProgressOption",
     "SetOption",
+    "WorkerDbOption",
     "WorkersOption",
     "check_broker_option",
     "emit",
@@ -65,6 +66,18 @@ def _new_database(ctx: typer.Context, param: typer.CallbackParam, value: str | N
     return _database_url(ctx, param, value, exists=False)
 
 
+def _worker_database(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str:
+    # A worker's database must be one it shares with the submitter: a SQLite file missing here is
+    # most often a worker on another host, and the message says what such a worker needs.
+    from hpo import get_settings
+    from hpo._urls import check_database_url
+    from hpo.orchestration import check_database_shareable
+
+    option = _given_as(ctx, param)
+    url = check_database_url(value or get_settings().database_url, option=option)
+    return check_database_shareable(url, option=option)
+
+
 def check_broker_option(ctx: typer.Context, param: typer.CallbackParam, value: str | None) -> str | None:
     """The ``--broker`` option's callback: the URL checked as the command line is read."""
     if not value:
@@ -92,6 +105,8 @@ DbOption = Annotated[str | None, _db_option(_existing_database)]
 """A database that must exist (a SQLite file is never created by a command that only reads)."""
 NewDbOption = Annotated[str | None, _db_option(_new_database)]
 """A database that the command may create."""
+WorkerDbOption = Annotated[str | None, _db_option(_worker_database)]
+"""A worker's database: one it shares with the submitter (a SQLite file on this host, absolute)."""
 FormatOption = Annotated[
     OutputFormat,
     typer.Option("--format", "-f", help="Output format: a table, JSON or CSV.", envvar="HPO_FORMAT"),

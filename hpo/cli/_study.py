@@ -18,6 +18,7 @@ from ._common import (
     Outages,
     ProgressOption,
     SetOption,
+    WorkerDbOption,
     WorkersOption,
     open_storage,
 )
@@ -229,7 +230,7 @@ def worker(
             "%h, %n, %d expand to the host's name, short name, domain).",
         ),
     ] = None,
-    db: DbOption = None,
+    db: WorkerDbOption = None,
     broker: BrokerOption = None,
 ) -> None:
     """Start a Celery worker that runs trials (BLAS pinned to one thread per pool process)."""
@@ -239,14 +240,14 @@ def worker(
     from hpo import get_settings
     from hpo._blas import blas_environ
     from hpo._settings import WORKER_POOL
-    from hpo.orchestration import BrokerError, check_database_shareable, default_workers, load_executor
+    from hpo.orchestration import BrokerError, default_workers, load_executor
     from hpo.storage import Storage
 
     settings = get_settings()
     broker = broker or settings.broker_url
     if not broker:
         raise typer.BadParameter("a worker needs a broker: --broker or HPO_BROKER_URL", param_hint="--broker")
-    url = check_database_shareable(db or settings.database_url)
+    url = db or settings.database_url  # checked by the option: a database this host shares
     executor = load_executor("celery", broker, url)
     # Built (and --name checked) before connecting: bad input is said before anything is tried.
     argv = executor.worker_command(

@@ -7,12 +7,14 @@ is configured. The database stays the truth; an executor only carries trial ids 
 
 from __future__ import annotations
 
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from .._errors import HPOError
+from .._urls import InvalidURLError
 
 __all__ = ["BrokerError", "Executor", "check_database_shareable", "load_executor"]
 
@@ -87,24 +89,30 @@ def load_executor(name: str, broker_url: str, database_url: str, *, queue: str |
     return executor
 
 
-def check_database_shareable(database_url: str) -> str:
+def check_database_shareable(database_url: str, *, option: str = "HPO_DATABASE_URL") -> str:
     """The database URL as remote workers should use it; a SQLite file must exist here.
 
     A relative SQLite path becomes absolute (pool processes and the reaper must open the same
     file whatever their working directory).
 
+    Args:
+        database_url: The database URL a worker was given.
+        option: How it was given (``--db``, ``HPO_DATABASE_URL``), for the message.
+
     Raises:
-        HPOError: a SQLite database that is not a file on this host (workers on other hosts need
-            PostgreSQL).
+        InvalidURLError: a SQLite database that is not a file on this host (bad input: workers on
+            other hosts need PostgreSQL).
     """
     if not database_url.startswith("sqlite"):
         return database_url
     prefix, _, rest = database_url.partition(":///")
     path, sep, query = rest.partition("?")
     if not path or path == ":memory:" or not Path(path).is_file():
-        raise HPOError(
-            f"SQLite database {path or database_url!r} is not a file this worker can open: "
-            "run workers on the "
-            "host that has the file (same path), or use PostgreSQL for workers on other hosts"
+        # A worker is often on another host than the submitter: say so, and what works there.
+        raise InvalidURLError(
+            option,
+            f"no SQLite database {path or database_url!r} on this host ({socket.gethostname()}): "
+            "a SQLite study can only use workers on the host that has its file (same path); "
+            "workers on other hosts need PostgreSQL (postgresql+psycopg://USER@HOST/DB)",
         )
     return f"{prefix}:///{Path(path).resolve()}{sep}{query}"

@@ -10,7 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ..storage import Storage, TrialRow
+from ..storage import Storage, StorageError, TrialRow
 
 __all__ = ["heartbeats"]
 
@@ -86,7 +86,9 @@ class _Heartbeats:
         try:
             if not claim.storage.heartbeat(claim.trial_id, claim.worker, claim.lease, attempt=claim.attempt):
                 claim.lost.set()
-        except Exception:  # a blip in the database must not kill the trial; the next beat retries
+        except StorageError as exc:  # a blip in the database must not kill the trial; the next
+            log.warning("heartbeat of trial %s failed: %s", claim.trial_id, exc)  # beat retries
+        except Exception:
             log.warning("heartbeat of trial %s failed", claim.trial_id, exc_info=True)
 
 

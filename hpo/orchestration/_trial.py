@@ -15,7 +15,7 @@ from typing import Any
 import engine
 
 from ..spec import StudySpec, TrainSpec
-from ..storage import Storage, StudyRow, TrialOutcome, TrialRow, TrialState
+from ..storage import Storage, StorageError, StudyProgress, StudyRow, TrialOutcome, TrialRow, TrialState
 from ._advance import advance_study
 from ._checkpoints import TrialCheckpoints
 from ._heartbeats import heartbeats
@@ -141,7 +141,7 @@ def run_trial(
     seconds = time.perf_counter() - start
     outcome = epochs.outcome(state, value, reason, model)
     finishing = time.perf_counter()
-    progress = storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
+    progress = _record(storage, trial, worker, outcome, lease)
     finished = time.perf_counter()
     if saver is not None:
         saver.after_finish(progress is not None, model)
@@ -164,6 +164,39 @@ def run_trial(
         finish_seconds=finished - finishing,
         advance_seconds=time.perf_counter() - finished,
     )
+
+
+def _record(
+    storage: Storage, trial: TrialRow, worker: str, outcome: TrialOutcome, lease: float
+) -> StudyProgress | None:
+    """``storage.finish``, retried while the database cannot be reached, for as long as the claim
+    may still hold (``lease`` seconds: nothing renews it once training has ended).
+
+    A network blip as the trial ends then costs a second, not the trial's whole run; a longer
+    outage (this host lost its network) gives up with one line, not a traceback: the reaper of a
+    worker that still reaches the database requeues the trial once its lease expires, and a late
+    write from here would be refused (``finish`` checks the claim's worker and attempt).
+    """
+    deadline = time.monotonic() + lease
+    delay = 0.1
+    while True:
+        try:
+            return storage.finish(trial.id, worker, outcome, attempt=trial.attempts)
+        except StorageError as exc:
+            if type(exc) is not StorageError:  # a study gone or in the wrong state: not an outage
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:  # the lease has lapsed: the trial is the reaper's now
+                log.warning(
+                    "trial %s: result not recorded, the database was unreachable for the rest of its "
+                    "%g s lease (%s); a worker that reaches it runs the trial again",
+                    trial.number,
+                    lease,
+                    exc,
+                )
+                return None
+        time.sleep(min(delay, left))
+        delay = min(delay * 2, 2.0)
 
 
 def _trainer(

@@ -16,6 +16,7 @@ from hpo.orchestration import Executor, _advance, _trial  # their constants and 
 from hpo.spec import StudySpec
 from hpo.storage import Storage, StudyExistsError, TrialOutcome
 from tests.hpo.storage import helpers
+from tests.tcp_proxy import TcpProxy, proxied
 
 
 class RecordingExecutor(Executor):
@@ -243,3 +244,84 @@ def test_resubmitting_a_study_an_older_release_stored_is_the_same_study(storage:
     different = spec.model_copy(update={"seed": 2})
     with pytest.raises(StudyExistsError):
         orch.submit_study(storage, different)
+
+
+def _pg_storage_through(proxy: TcpProxy, postgres_url: str) -> Storage:
+    import sqlalchemy as sa
+
+    Storage(postgres_url).upgrade()
+    url = sa.engine.make_url(postgres_url).set(host="127.0.0.1", port=proxy.port)
+    return Storage(url.render_as_string(hide_password=False))
+
+
+def _cut_at_finish(storage: Storage, proxy: TcpProxy, restore_after: float | None) -> list[float]:
+    """Cut ``proxy`` (the trial's link to PostgreSQL) as the trial records its result; restore it
+    ``restore_after`` seconds later (never: None). Returns the times ``finish`` was called."""
+    import threading
+    import time
+
+    calls: list[float] = []
+    real = storage.finish
+
+    def finish(*args: Any, **kwargs: Any) -> Any:
+        if not calls:
+            proxy.cut()
+            if restore_after is not None:
+                threading.Timer(restore_after, proxy.restore).start()
+        calls.append(time.monotonic())
+        return real(*args, **kwargs)
+
+    storage.finish = finish  # type: ignore[method-assign]
+    return calls
+
+
+@pytest.mark.services
+def test_a_database_blip_as_a_trial_ends_is_ridden_out(postgres_url: str) -> None:
+    import uuid
+
+    with proxied(int(postgres_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+        storage = _pg_storage_through(proxy, postgres_url)
+        study, _ = orch.submit_study(storage, _spec(f"blip-{uuid.uuid4().hex[:8]}"))
+        try:
+            trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", 30)
+            assert trial is not None
+            calls = _cut_at_finish(storage, proxy, restore_after=0.5)
+            report = orch.run_trial(storage, trial, "w", lease=30)
+            assert report.recorded and report.state == "COMPLETE"
+            assert len(calls) >= 2 and calls[-1] - calls[0] >= 0.4  # failed while cut, then recorded
+            row = helpers.trial(storage, trial.id)
+            assert row is not None and row.state == "COMPLETE" and row.attempts == 1
+        finally:
+            storage.delete_study(study.name)
+
+
+@pytest.mark.services
+def test_an_outage_past_the_lease_gives_up_recording_in_one_line(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+    import uuid
+
+    with proxied(int(postgres_url.rsplit(":", 1)[1].split("/")[0])) as proxy:
+        storage = _pg_storage_through(proxy, postgres_url)
+        study, _ = orch.submit_study(storage, _spec(f"outage-{uuid.uuid4().hex[:8]}"))
+        try:
+            lease = 1.0
+            trial = helpers.claim(storage, storage.trials(study.id)[0].id, "w", lease)
+            assert trial is not None
+            calls = _cut_at_finish(storage, proxy, restore_after=None)
+            with caplog.at_level("WARNING", logger="hpo.orchestration"):
+                start = time.monotonic()
+                report = orch.run_trial(storage, trial, "w", lease=lease)  # no exception: a report
+            assert not report.recorded and len(calls) >= 2
+            assert time.monotonic() - start < lease + 15  # bounded: a lease, plus a connect timeout at worst
+            lines = [r.getMessage() for r in caplog.records if "result not recorded" in r.getMessage()]
+            assert len(lines) == 1 and f"trial {trial.number}:" in lines[0] and "\n" not in lines[0]
+            proxy.restore()
+            # Nothing was written: the trial is still the lapsed claim the reaper requeues.
+            row = helpers.trial(storage, trial.id)
+            assert row is not None and row.state == "RUNNING" and row.value is None
+            assert storage.requeue_expired(study_id=study.id) == [trial.id]  # its lease has lapsed
+        finally:
+            proxy.restore()
+            storage.delete_study(study.name)

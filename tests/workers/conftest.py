@@ -182,19 +182,22 @@ class Workers:
         wait: bool = True,
         broker: str | None = None,
         args: Sequence[str] = (),
+        prefix: Sequence[str] = (),
         **extra: str,
     ) -> list[Worker]:
-        """Start ``n`` workers (``hpo worker -c CONCURRENCY -l info ARGS``), ``extra`` in their
-        environment."""
+        """Start ``n`` workers (``PREFIX hpo worker -c CONCURRENCY -l info ARGS``), ``extra`` in
+        their environment. A prefix must exec its command (the worker's pid is the one started:
+        its process group is what :meth:`stop` kills), as ``ip netns exec`` and ``unshare`` do."""
         new = []
         for _ in range(n):
             log = self.tmp / f"worker-{len(self.started)}.log"
             env = self.env(**extra)
             if broker:
                 env["HPO_BROKER_URL"] = broker
+            cmd = [sys.executable, "-m", "hpo", "worker", "-c", str(concurrency), "-l", "info", *args]
             with log.open("wb") as out:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "hpo", "worker", "-c", str(concurrency), "-l", "info", *args],
+                    [*prefix, *cmd],
                     cwd=ROOT,
                     stdout=out,
                     stderr=subprocess.STDOUT,

@@ -143,6 +143,26 @@ def test_sqlite_must_be_a_file_on_this_host(tmp_path: Path, monkeypatch: pytest.
     assert check_database_shareable(pg) == pg
 
 
+@pytest.mark.parametrize("given_as", ["--db", "HPO_DATABASE_URL"])
+def test_a_worker_without_the_sqlite_file_is_told_what_works_on_another_host(
+    tmp_path: Path, given_as: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'absent.db'}"
+    args, env = (["--db", url], {}) if given_as == "--db" else ([], {"HPO_DATABASE_URL": url})
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpo", "worker", "--broker", "redis://127.0.0.1:1/0", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=60,
+    )
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    (line,) = proc.stderr.strip().splitlines()  # one line, before anything is tried
+    assert line.startswith(f"error: {given_as}: no SQLite database ") and "on this host" in line, line
+    assert "workers on other hosts need PostgreSQL" in line, line
+
+
 def test_importing_creates_no_app_and_hpo_never_imports_celery() -> None:
     code = (
         "import sys, workers, workers.app, workers.tasks, hpo, hpo.cli, hpo.orchestration._trial;"
