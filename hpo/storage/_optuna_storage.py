@@ -33,7 +33,12 @@ _storages: ProcessCache[str, RDBStorage] = ProcessCache(
 def _engine_kwargs(url: str) -> dict[str, Any]:
     if is_sqlite(url):
         return {"connect_args": {"timeout": BUSY_TIMEOUT_S}}
-    return {"pool_pre_ping": True, "pool_size": 2, "max_overflow": 8, "connect_args": postgres_connect_args()}
+    return {
+        "pool_pre_ping": True,
+        "pool_size": 2,
+        "max_overflow": 8,
+        "connect_args": postgres_connect_args(url),
+    }
 
 
 def _configure(storage: RDBStorage) -> RDBStorage:

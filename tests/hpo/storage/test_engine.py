@@ -14,6 +14,7 @@ import sqlalchemy as sa
 
 from hpo.storage import Storage, create_engine, optuna_storage
 from hpo.storage._engine import BUSY_TIMEOUT_S, read_engine
+from hpo.storage._optuna_storage import _engine_kwargs
 
 
 def _locked_by(url: str) -> bool:
@@ -68,6 +69,22 @@ def test_postgres_engine(postgres_url: str) -> None:
     assert create_engine(postgres_url) is engine
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT 1")).scalar() == 1
+
+
+def test_postgres_connections_time_out_on_a_dead_network_unless_the_url_says(postgres_url: str) -> None:
+    # What the server sees of the client socket's settings is not exposed; libpq's own record is.
+    def tcp_user_timeout(url: str) -> str:
+        with create_engine(url).connect() as conn:
+            raw = conn.connection.dbapi_connection
+            assert raw is not None
+            return str(raw.info.get_parameters().get("tcp_user_timeout", ""))
+
+    assert tcp_user_timeout(postgres_url) == "30000"
+    given = f"{postgres_url}?tcp_user_timeout=3000"
+    assert tcp_user_timeout(given) == "3000"
+    # Optuna's storage gets the same arguments.
+    assert _engine_kwargs(postgres_url)["connect_args"]["tcp_user_timeout"] == 30_000
+    assert "tcp_user_timeout" not in _engine_kwargs(given)["connect_args"]
 
 
 def _connect_after(url: str, barrier: Any, results: Any) -> None:
