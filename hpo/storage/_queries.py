@@ -42,19 +42,19 @@ def _progress_query() -> sa.Select[Any]:
 
 
 @functools.cache
-def _compute_query() -> sa.CompoundSelect[Any]:
+def _compute_query() -> sa.Select[Any]:
     """:meth:`Queries.compute`'s statement, built once (``:study_id`` bound at execution): one row
-    per stage with a recorded trial, then the study's (stage NULL)."""
-    sums = (
-        sa.func.sum(T.c.epochs_trained).label("epochs"),
-        sa.func.sum(T.c.train_seconds).label("seconds"),
-        sa.func.count(T.c.epochs_trained).label("trials"),
+    per stage with a recorded trial (the study's total is their sum: one pass over the index)."""
+    return (
+        sa.select(
+            T.c.stage,
+            sa.func.sum(T.c.epochs_trained).label("epochs"),
+            sa.func.sum(T.c.train_seconds).label("seconds"),
+            sa.func.count(T.c.epochs_trained).label("trials"),
+        )
+        .where(T.c.study_id == sa.bindparam("study_id"), T.c.epochs_trained.is_not(None))
+        .group_by(T.c.stage)
     )
-    of_study = T.c.study_id == sa.bindparam("study_id")
-    recorded = T.c.epochs_trained.is_not(None)
-    per_stage = sa.select(T.c.stage, *sums).where(of_study, recorded).group_by(T.c.stage)
-    total = sa.select(sa.cast(sa.null(), sa.Integer).label("stage"), *sums).where(of_study, recorded)
-    return sa.union_all(per_stage, total)
 
 
 class Queries(StorageBase):
@@ -209,15 +209,14 @@ class Queries(StorageBase):
         in one statement, over ``ix_hpo_trials_study_stage_compute`` alone (a study that does not
         exist has none)."""
         stages: dict[int, Compute] = {}
-        total = Compute()
         with self._read() as conn:
             for stage, epochs, seconds, n in conn.execute(_compute_query(), {"study_id": study_id}):
-                # SUM of no rows is NULL (the total of a study with none recorded).
-                row = Compute(int(epochs or 0), float(seconds or 0.0), int(n))
-                if stage is None:
-                    total = row
-                else:
-                    stages[int(stage)] = row
+                stages[int(stage)] = Compute(int(epochs or 0), float(seconds or 0.0), int(n))
+        total = Compute(
+            sum(c.epochs for c in stages.values()),
+            sum((c.seconds for c in stages.values()), 0.0),
+            sum(c.trials for c in stages.values()),
+        )
         return StudyCompute(total, stages)
 
     def progress(self, study_id: int) -> StudyProgress:
