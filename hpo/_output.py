@@ -1,20 +1,26 @@
-"""Writing a file a command produces (``hpo plot --output``): checked before any work is done,
-and written through a temporary file in the same directory, renamed over the target at the end,
-so that a crash or an error never leaves half a file under the user's name.
+"""Writing what a command produces: a file (``hpo plot --output``, ``hpo export --output``)
+checked before any work is done, and written through a temporary file in the same directory,
+renamed over the target at the end, so that a crash or an error never leaves half a file under the
+user's name; and output streamed in blocks (:class:`TextSink`, :func:`json_array`), so that a
+listing of 100k trials never holds its whole text.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from ._errors import SpecError
 
-__all__ = ["atomic_output", "output_format"]
+__all__ = ["TextSink", "atomic_output", "json_array", "output_format"]
+
+SINK_BLOCK = 1 << 16
+"""Characters a :class:`TextSink` gathers before it passes them on."""
 
 
 def output_format(path: Path, option: str = "--output") -> str:
@@ -67,3 +73,58 @@ def atomic_output(path: Path, option: str = "--output") -> Iterator[IO[bytes]]:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+class TextSink:
+    """A text stream that passes what is written on in blocks of ~64 KiB (``csv.writer`` and the
+    JSON chunks of :func:`json_array` write small pieces; a block is one write to the file or
+    stdout).
+
+    Args:
+        write: Where the blocks go (e.g. ``lambda t: file.write(t.encode())``, ``typer.echo``).
+        block: Characters gathered before a block is passed on.
+    """
+
+    def __init__(self, write: Callable[[str], object], block: int = SINK_BLOCK) -> None:
+        self._write = write
+        self._block = block
+        self._parts: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> int:
+        """Gather ``text``; pass the gathered text on once it reaches a block."""
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= self._block:
+            self.flush()
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        """Write each of ``lines``."""
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        """Pass on what is gathered."""
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts, self._size = [], 0
+            self._write(text)
+
+
+def json_array(items: Iterable[Any], *, indent: int, level: int = 0, **dumps: Any) -> Iterator[str]:
+    """The text of ``json.dumps(list(items), indent=indent, **dumps)``, item by item, for an array
+    nested ``level`` deep in an indented document (its first line not indented: the caller wrote
+    what comes before it).
+
+    The same text as ``json.dumps`` of the whole list (a test holds them equal): an item's lines
+    are indented by the item's depth, which is safe because JSON text has no raw newline inside a
+    string.
+    """
+    inner = "\n" + " " * (indent * (level + 1))
+    empty = True
+    yield "["
+    for item in items:
+        yield ("" if empty else ",") + inner + json.dumps(item, indent=indent, **dumps).replace("\n", inner)
+        empty = False
+    yield "]" if empty else "\n" + " " * (indent * level) + "]"

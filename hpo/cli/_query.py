@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -299,11 +300,58 @@ def trials(
     storage = open_storage(db)
     if top is not None:
         rows, _ = best_rows(storage, name, top)
+        emit(rows, fmt, title=f"trials of {name}")
+        return
+    study = storage.get_study(name)
+    states = (state.value,) if state else None
+    if fmt is OutputFormat.table:  # a table is laid out from all its rows (without their curves)
+        emit(
+            [_trial_row(t) for t in storage.iter_trials(study.id, states=states)],
+            fmt,
+            title=f"trials of {name}",
+        )
+        return
+    # JSON and CSV are streamed: a batch of trials with their curves is held at a time, not the study.
+    from hpo._output import TextSink
+
+    sink = TextSink(lambda text: typer.echo(text, nl=False))
+    rows = (_trial_row(t) for t in storage.iter_trials(study.id, states=states))
+    if fmt is OutputFormat.json:
+        _write_json_rows(sink, rows)
     else:
-        study = storage.get_study(name)
-        states = (state.value,) if state else None
-        rows = [_trial_row(t) for t in storage.trials(study.id, states=states)]
-    emit(rows, fmt, title=f"trials of {name}")
+        _write_csv_rows(sink, _row_columns(storage.trial_params(study.id, states=states)), rows)
+    sink.flush()
+
+
+def _write_json_rows(sink: Any, rows: Iterable[dict[str, Any]]) -> None:
+    """The text ``emit`` prints for JSON (rich's ``print_json``: ``indent=2``, non-ASCII kept,
+    one newline at the end), written row by row."""
+    from hpo._output import json_array
+
+    sink.writelines(json_array(rows, indent=2, default=str, ensure_ascii=False))
+    sink.write("\n")
+
+
+def _row_columns(params: Iterable[tuple[dict[str, Any], str | None]]) -> list[str]:
+    """The columns ``emit`` gives the rows of :func:`_trial_row` (every key of every row, in
+    first-seen order), from each trial's params and reason alone: the curves are not read twice."""
+    head = ["trial", "stage", "state", "value"]
+    tail = ["epochs", "final_train_acc", "final_val_acc", "best_val_acc", "epochs_trained", "train_seconds"]
+    columns: dict[str, None] = {}
+    for values, reason in params:
+        columns.update(dict.fromkeys([*head, *values, *tail, *(["reason"] if reason else [])]))
+    return list(columns)
+
+
+def _write_csv_rows(sink: Any, columns: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """What ``emit`` writes for CSV, row by row (nested values as JSON)."""
+    import csv
+
+    # A trial that failed between the two reads has a reason its header has no column for: left out.
+    writer = csv.DictWriter(sink, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
 
 
 @app.command()
@@ -320,55 +368,63 @@ def export(
 ) -> None:
     """Every trial with its parameters, score, state, reason and per-epoch curves."""
     from hpo import SpecError
-    from hpo._output import atomic_output
+    from hpo._output import TextSink, atomic_output
 
     if fmt is OutputFormat.table:
         raise SpecError("--format: export writes csv or json", field="--format")
     if output is None:
-        typer.echo(_export_text(open_storage(db), name, fmt), nl=False)
+        sink = TextSink(lambda text: typer.echo(text, nl=False))
+        _write_export(sink, open_storage(db), name, fmt)
+        sink.flush()
         return
     # The output is checked (its temporary file created) before any work; written whole or not at all.
     with atomic_output(output) as file:
-        text = _export_text(open_storage(db), name, fmt)
-        file.write(text.encode("utf-8"))
+        sink = TextSink(lambda text: file.write(text.encode("utf-8")))
+        _write_export(sink, open_storage(db), name, fmt)
+        sink.flush()
     err_console().print(f"wrote {name}'s trials to {output}", highlight=False)
 
 
-def _export_text(storage: Storage, name: str, fmt: OutputFormat) -> str:
+def _export_record(t: TrialRow) -> dict[str, Any]:
+    return {
+        "trial": t.number,
+        "stage": t.stage + 1,
+        "state": t.state,
+        "value": t.value,
+        "seed": t.seed,
+        "attempts": t.attempts,
+        **_compute(t),
+        "reason": t.reason,
+        "params": t.params,
+        "curves": t.curves or [],
+    }
+
+
+def _write_export(sink: Any, storage: Storage, name: str, fmt: OutputFormat) -> None:
+    """``hpo export``'s text, streamed trial by trial: the JSON document ``{"study": status,
+    "trials": [...]}`` (``indent=1``) or one CSV row per trial."""
     import csv
-    import io
+
+    from hpo._output import json_array
 
     study = storage.get_study(name)
-    records = []
-    for t in storage.trials(study.id):
-        records.append(
-            {
-                "trial": t.number,
-                "stage": t.stage + 1,
-                "state": t.state,
-                "value": t.value,
-                "seed": t.seed,
-                "attempts": t.attempts,
-                **_compute(t),
-                "reason": t.reason,
-                "params": t.params,
-                "curves": t.curves or [],
-            }
-        )
+    records = (_export_record(t) for t in storage.iter_trials(study.id))
     if fmt is OutputFormat.json:
-        return json.dumps({"study": _status_doc(storage, name), "trials": records}, default=str, indent=1)
-    buf = io.StringIO()
-    param_names = sorted({k for r in records for k in r["params"]})
+        head = json.dumps({"study": _status_doc(storage, name)}, default=str, indent=1)
+        sink.write(head.removesuffix("\n}") + ',\n "trials": ')  # the document, open after "study"
+        sink.writelines(json_array(records, indent=1, level=1, default=str))
+        sink.write("\n}")
+        return
+    param_names = sorted({k for params, _ in storage.trial_params(study.id) for k in params})
     fields = ["trial", "stage", "state", "value", "seed", "attempts", "epochs_trained", "train_seconds"]
     fields += ["reason", *param_names, "curves"]
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer = csv.DictWriter(sink, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in records:
         flat = {k: v for k, v in r.items() if k not in ("params", "curves")}
         flat.update(r["params"])
         flat["curves"] = json.dumps(r["curves"])
         writer.writerow(flat)
-    return buf.getvalue()
 
 
 @app.command()

@@ -174,6 +174,17 @@ class Trial(Base):
         sa.Index("ix_hpo_trials_state_lease", "state", "lease_expires_at"),
         # the reaper's scan for PENDING trials whose message may have been lost
         sa.Index("ix_hpo_trials_state_enqueued", "state", "enqueued_at"),
+        # A large study's reads from index entries alone (revision 0008): its best trials (ORDER
+        # BY value LIMIT k), its compute per stage (covering); and the parent foreign key's index
+        # (deleting a trial looks up the trials that continue it; the promoted trials).
+        sa.Index("ix_hpo_trials_study_state_value", "study_id", "state", "value"),
+        sa.Index("ix_hpo_trials_study_stage_compute", "study_id", "stage", "epochs_trained", "train_seconds"),
+        sa.Index(
+            "ix_hpo_trials_parent",
+            "parent_id",
+            postgresql_where=sa.text("parent_id IS NOT NULL"),
+            sqlite_where=sa.text("parent_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)

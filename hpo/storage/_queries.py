@@ -8,7 +8,7 @@ returns plain frozen rows (:mod:`._rows`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import sqlalchemy as sa
@@ -17,9 +17,12 @@ from sqlalchemy.engine import Connection
 from ._base import UNFINISHED, G, S, StorageBase, T
 from ._errors import StudyNotFoundError
 from ._models import TrialState
-from ._rows import Compute, StageRow, StudyCompute, StudyProgress, StudyRow, TrialRow, row_from
+from ._rows import Compute, StageRow, StudyCompute, StudyProgress, StudyRow, TrialRow, loads, row_from
 
-__all__ = ["Queries"]
+__all__ = ["STREAM_BATCH", "Queries"]
+
+STREAM_BATCH = 500
+"""Rows a streamed read holds at once (:meth:`Queries.iter_trials`): at 50-epoch curves, ~5 MB."""
 
 
 @functools.cache
@@ -39,19 +42,19 @@ def _progress_query() -> sa.Select[Any]:
 
 
 @functools.cache
-def _compute_query() -> sa.CompoundSelect[Any]:
+def _compute_query() -> sa.Select[Any]:
     """:meth:`Queries.compute`'s statement, built once (``:study_id`` bound at execution): one row
-    per stage with a recorded trial, then the study's (stage NULL)."""
-    sums = (
-        sa.func.sum(T.c.epochs_trained).label("epochs"),
-        sa.func.sum(T.c.train_seconds).label("seconds"),
-        sa.func.count(T.c.epochs_trained).label("trials"),
+    per stage with a recorded trial (the study's total is their sum: one pass over the index)."""
+    return (
+        sa.select(
+            T.c.stage,
+            sa.func.sum(T.c.epochs_trained).label("epochs"),
+            sa.func.sum(T.c.train_seconds).label("seconds"),
+            sa.func.count(T.c.epochs_trained).label("trials"),
+        )
+        .where(T.c.study_id == sa.bindparam("study_id"), T.c.epochs_trained.is_not(None))
+        .group_by(T.c.stage)
     )
-    of_study = T.c.study_id == sa.bindparam("study_id")
-    recorded = T.c.epochs_trained.is_not(None)
-    per_stage = sa.select(T.c.stage, *sums).where(of_study, recorded).group_by(T.c.stage)
-    total = sa.select(sa.cast(sa.null(), sa.Integer).label("stage"), *sums).where(of_study, recorded)
-    return sa.union_all(per_stage, total)
 
 
 class Queries(StorageBase):
@@ -104,14 +107,53 @@ class Queries(StorageBase):
     def trials(
         self, study_id: int, states: Iterable[TrialState | str] | None = None, stage: int | None = None
     ) -> list[TrialRow]:
-        """Trials of a study by number, optionally only those in ``states`` and/or of one stage."""
+        """Trials of a study by number, optionally only those in ``states`` and/or of one stage
+        (all in memory: :meth:`iter_trials` streams them)."""
+        query = self._trials_query(study_id, states, stage)
+        with self._read() as conn:
+            return [row_from(TrialRow, m) for m in conn.execute(query).mappings()]
+
+    def iter_trials(
+        self,
+        study_id: int,
+        states: Iterable[TrialState | str] | None = None,
+        stage: int | None = None,
+        *,
+        batch: int = STREAM_BATCH,
+    ) -> Iterator[TrialRow]:
+        """:meth:`trials`, streamed: the rows are fetched ``batch`` at a time (a server-side
+        cursor on PostgreSQL, SQLite's stepping cursor), so a listing or an export of 100k trials
+        with their curves holds a batch, not the study.
+
+        The read transaction stays open while the caller iterates; it ends when the iteration
+        does (or the generator is closed).
+        """
+        query = self._trials_query(study_id, states, stage)
+        with self._read() as conn:
+            result = conn.execution_options(yield_per=batch).execute(query)
+            for m in result.mappings():
+                yield row_from(TrialRow, m)
+
+    def trial_params(
+        self, study_id: int, states: Iterable[TrialState | str] | None = None, *, batch: int = STREAM_BATCH
+    ) -> Iterator[tuple[dict[str, Any], str | None]]:
+        """``(params, reason)`` of each trial by number, streamed as :meth:`iter_trials` streams:
+        what a CSV listing needs to know its columns before it writes its first row."""
+        query = self._trials_query(study_id, states, None).with_only_columns(T.c.params, T.c.reason)
+        with self._read() as conn:
+            for params, reason in conn.execution_options(yield_per=batch).execute(query):
+                yield loads(params), reason
+
+    @staticmethod
+    def _trials_query(
+        study_id: int, states: Iterable[TrialState | str] | None, stage: int | None
+    ) -> sa.Select[Any]:
         query = sa.select(T).where(T.c.study_id == study_id).order_by(T.c.number)
         if states is not None:
             query = query.where(T.c.state.in_([TrialState(s).value for s in states]))
         if stage is not None:
             query = query.where(T.c.stage == stage)
-        with self._read() as conn:
-            return [row_from(TrialRow, m) for m in conn.execute(query).mappings()]
+        return query
 
     def find_trial(self, trial_id: int) -> TrialRow | None:
         """The trial of id ``trial_id``, or None when there is none."""
@@ -126,15 +168,19 @@ class Queries(StorageBase):
         query = (
             sa.select(T.c.stage, parent.c.number, T.c.number)
             .join(parent, parent.c.id == T.c.parent_id)
-            .where(T.c.study_id == study_id)
-            .order_by(T.c.number)
+            # ix_hpo_trials_parent holds the promoted trials only: none where no study promotes.
+            # Sorted here, not by ORDER BY number, which SQLite would read from the (study_id,
+            # number) index instead, past every trial of the study, to save sorting the few.
+            .where(T.c.study_id == study_id, T.c.parent_id.is_not(None))
         )
         with self._read() as conn:
-            return [(int(s), int(p), int(n)) for s, p, n in conn.execute(query)]
+            return sorted(((int(s), int(p), int(n)) for s, p, n in conn.execute(query)), key=lambda r: r[2])
 
     def best_trials(self, study_id: int, direction: str, k: int = 1) -> list[TrialRow]:
         """The ``k`` best COMPLETE trials, best first; ties go to the later stage (longer training),
-        then the lower number. Sorted in SQL, so a progress display never reads every trial.
+        then the lower number. The first ``k`` entries of ``ix_hpo_trials_study_state_value``
+        (ties on value sorted among those), so neither a progress display nor ``hpo best`` reads
+        every trial.
         """
         order = T.c.value.desc() if direction == "maximize" else T.c.value.asc()
         query = (
@@ -160,17 +206,17 @@ class Queries(StorageBase):
 
     def compute(self, study_id: int) -> StudyCompute:
         """The epochs and training seconds its trials recorded, per stage and in total: SQL sums,
-        in one statement (a study that does not exist has none)."""
+        in one statement, over ``ix_hpo_trials_study_stage_compute`` alone (a study that does not
+        exist has none)."""
         stages: dict[int, Compute] = {}
-        total = Compute()
         with self._read() as conn:
             for stage, epochs, seconds, n in conn.execute(_compute_query(), {"study_id": study_id}):
-                # SUM of no rows is NULL (the total of a study with none recorded).
-                row = Compute(int(epochs or 0), float(seconds or 0.0), int(n))
-                if stage is None:
-                    total = row
-                else:
-                    stages[int(stage)] = row
+                stages[int(stage)] = Compute(int(epochs or 0), float(seconds or 0.0), int(n))
+        total = Compute(
+            sum(c.epochs for c in stages.values()),
+            sum((c.seconds for c in stages.values()), 0.0),
+            sum(c.trials for c in stages.values()),
+        )
         return StudyCompute(total, stages)
 
     def progress(self, study_id: int) -> StudyProgress:
