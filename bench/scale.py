@@ -415,6 +415,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None)
     parser.add_argument("--no-vacuum", action="store_true", help="skip VACUUM ANALYZE before each run")
+    parser.add_argument("--kinds", default="noop,sleep", help="trial kinds to run (noop, sleep)")
     args = parser.parse_args()
     # The workers' reapers look after the studies of their own queue (HPO_QUEUE): this one's.
     os.environ["HPO_QUEUE"] = QUEUE
@@ -440,7 +441,9 @@ def main() -> None:
             f"Optuna RDBStorage no-op {result['optuna_rdb']['random_per_trial_ms']:.2f} ms/trial (random), "
             f"{result['optuna_rdb']['tpe_per_trial_ms']:.2f} (TPE)"
         )
+    wanted = set(args.kinds.split(","))
     kinds = [("noop", 0.0)] + ([("sleep", args.sleep)] if args.sleep else [])
+    kinds = [(kind, sleep) for kind, sleep in kinds if kind in wanted]
     for kind, sleep in kinds:
         for p in processes:
             noop = args.trials_at_1 if p == 1 and args.trials_at_1 else args.trials
