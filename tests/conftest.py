@@ -19,19 +19,14 @@ configure_blas(1)
 
 import pytest  # noqa: E402
 
+from tests.services import unavailable  # noqa: E402
+
 REDIS_URL = os.environ.get("HPO_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_URL = os.environ.get("HPO_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _required() -> bool:
-    return os.environ.get("HPO_REQUIRE_SERVICES") == "1"
-
-
 def _unavailable(what: str, exc: BaseException) -> None:
-    message = f"{what} is not reachable: {exc}"
-    if _required():
-        pytest.fail(f"HPO_REQUIRE_SERVICES=1 but {message}", pytrace=False)
-    pytest.skip(message)
+    unavailable(f"{what} is not reachable: {exc}")
 
 
 @pytest.fixture(scope="session")

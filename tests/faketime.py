@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+from tests.services import unavailable
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
 
@@ -18,8 +17,5 @@ def skewed_env(skew: str) -> dict[str, str]:
     intercepted. Without libfaketime the test fails under ``HPO_REQUIRE_SERVICES=1`` (CI), else skips.
     """
     if not LIBFAKETIME.exists():
-        message = f"{LIBFAKETIME} is missing: apt-get install faketime"
-        if os.environ.get("HPO_REQUIRE_SERVICES") == "1":
-            pytest.fail(f"HPO_REQUIRE_SERVICES=1 but {message}", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{LIBFAKETIME} is missing: apt-get install faketime")
     return {"LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": skew, "FAKETIME_DONT_FAKE_MONOTONIC": "1"}

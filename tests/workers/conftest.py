@@ -318,15 +318,24 @@ SYNTHETIC_STUDY = """\
 name: {name}
 seed: 0
 dataset: {{kind: digits}}
-training: {{epochs: 2}}
+training: {{epochs: {epochs}}}
 search:
   stages: [{{trials: {t0}}}, {{trials: {t1}}}]
   parameters:
     lr: {{type: float, low: 1.0e-4, high: 1.0, log: true}}
     weight_decay: {{type: float, low: 1.0e-8, high: 1.0e-2, log: true}}
-synthetic: {{epoch_seconds: 0.02}}
+synthetic: {{epoch_seconds: {epoch_seconds}}}
 """
-"""A study of synthetic trials (20 ms an epoch, nothing trained): many trials, many processes."""
+
+
+def write_synthetic_study(
+    path: Path, name: str, *, t0: int, t1: int, epochs: int = 2, epoch_seconds: float = 0.02
+) -> Path:
+    """A study of synthetic trials (``epochs`` sleeps of ``epoch_seconds``, nothing trained): many
+    trials on many processes, or trials of a length that does not depend on the machine."""
+    text = SYNTHETIC_STUDY.format(name=name, t0=t0, t1=t1, epochs=epochs, epoch_seconds=epoch_seconds)
+    path.write_text(text)
+    return path
 
 
 class ConnectionPeaks:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from hpo.storage import Storage
-from tests.workers.conftest import SYNTHETIC_STUDY, ConnectionPeaks, Workers, hpo, wait_for
+from tests.workers.conftest import ConnectionPeaks, Workers, hpo, wait_for, write_synthetic_study
 
 
 def test_each_pool_process_holds_at_most_one_connection(
@@ -15,7 +15,7 @@ def test_each_pool_process_holds_at_most_one_connection(
     (w,) = workers.start(1, concurrency=6)
     workers.wait_ready(w, concurrency=6)
     path = tmp_path / "s.yaml"
-    path.write_text(SYNTHETIC_STUDY.format(name=study_name, t0=24, t1=16))
+    write_synthetic_study(path, study_name, t0=24, t1=16)
     args = ["submit", str(path), "--broker", workers.broker, "--db", workers.db, "--no-progress", "--wait"]
     with ConnectionPeaks(workers.db, "application_name = 'hpo-worker'") as sampled:
         proc = hpo(*args, env={"HPO_QUEUE": workers.queue})
