@@ -290,6 +290,13 @@ def test_pgbouncer_profile_puts_every_hpo_service_behind_transaction_pooling(com
         hpo_env = services[name]["environment"]
         assert hpo_env["HPO_DATABASE_URL"] == "postgresql+psycopg://hpo:hpo@pgbouncer:6432/hpo", name
         assert hpo_env["HPO_DB_PREPARED_STATEMENTS"] == "false", name
+    # In production too: the workers go through it, and it needs the database's secret.
+    services = compose.config(BASE, PROD, env={**PROD_ENV, **env})["services"]
+    assert services["pgbouncer"]["environment"]["DB_PASSWORD"] == "pgsecret"
+    assert services["pgbouncer"]["restart"] == "always"
+    for name in HPO_SERVICES:
+        url = services[name]["environment"]["HPO_DATABASE_URL"]
+        assert url == "postgresql+psycopg://hpo:pgsecret@pgbouncer:6432/hpo", name
 
 
 def _binds(service: Mapping[str, Any]) -> set[tuple[str, str, bool]]:

@@ -75,24 +75,25 @@ class Host:
     redis: TcpProxy
     postgres: TcpProxy
 
-    def prefix(self, *, own_filesystem: bool = False) -> list[str]:
+    def prefix(self, *, hide: Path | None = None) -> list[str]:
         """The command prefix that runs a program on the second host (it execs: same pid).
 
-        ``own_filesystem`` also gives it a mount namespace with an empty tmpfs over the system's
-        temporary directory, where pytest keeps this host's files: they are not on the second host.
+        ``hide`` also gives it a mount namespace with an empty tmpfs over that directory (a
+        test's own, where this host keeps its files): they are not on the second host. Only it:
+        the code and the interpreter, wherever the checkout is, are the second host's too.
         """
         script = 'hostname "$0" && exec "$@"'
         unshare = ["unshare", "--uts"]
-        if own_filesystem:
-            tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-            script = f'hostname "$0" && mount -t tmpfs hpo-host2 {tmp} && exec "$@"'
+        if hide is not None:
+            script = f'hostname "$0" && mount -t tmpfs hpo-host2 "{hide}" && exec "$@"'
             unshare.append("--mount")  # a private copy of the mount table: the tmpfs is only there
         return ["ip", "netns", "exec", self.netns, *unshare, "sh", "-c", script, self.hostname]
 
-    def run(self, *cmd: str, timeout: float = 30, **kw: object) -> subprocess.CompletedProcess[str]:
-        own = bool(kw.pop("own_filesystem", False))
-        env = {**os.environ, **FAST_ENV, **{k: str(v) for k, v in kw.items()}}
-        argv = [*self.prefix(own_filesystem=own), *cmd]
+    def run(
+        self, *cmd: str, timeout: float = 30, hide: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, **FAST_ENV}
+        argv = [*self.prefix(hide=hide), *cmd]
         return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
     def broker_url(self, db: int) -> str:
@@ -217,10 +218,10 @@ def test_sqlite_on_the_second_host_is_refused(tmp_path: Path, workers: Workers, 
     db_file = tmp_path / "study.db"
     Storage(f"sqlite:///{db_file}").upgrade()
     broker = host2.broker_url(int(workers.broker.rsplit("/", 1)[1]))
-    assert host2.run("test", "-e", str(db_file), own_filesystem=True).returncode == 1  # not there
+    assert host2.run("test", "-e", str(db_file), hide=tmp_path).returncode == 1  # not there
     proc = host2.run(
         sys.executable, "-m", "hpo", "worker", "--broker", broker, "--db", f"sqlite:///{db_file}",
-        own_filesystem=True,
+        hide=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
     lines = proc.stderr.strip().splitlines()
