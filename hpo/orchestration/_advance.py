@@ -87,14 +87,17 @@ def _nothing_completed(storage: Storage, study_id: int) -> str:
 
 def mirror_optuna_view(storage: Storage, study_id: int, *, force: bool = False) -> None:
     """Write the study's finished, unmirrored trials to its Optuna study if due: when ``force``d,
-    or when this process last did so more than ``MIRROR_INTERVAL`` seconds ago. A failure is
-    logged, not raised: the results are stored, and a later call (or ``Storage.sync``) writes them.
+    or when this process last did so more than ``MIRROR_INTERVAL`` seconds ago and no other
+    process is doing it (a forced mirror waits for that one). A failure is logged, not raised:
+    the results are stored, and a later call (or ``Storage.sync``) writes them.
     """
     key, now = (storage.url, study_id), time.monotonic()
     if not force and now - _last_mirror.get(key, -math.inf) < MIRROR_INTERVAL:
         return
     _last_mirror[key] = now
     try:
-        storage.mirror(study_id)
+        # Between a stage's ends, a process that finds another one mirroring the study goes on
+        # (with 32 pool processes on a study, each of them waited its turn about once a second).
+        storage.mirror(study_id, wait=force)
     except Exception as exc:  # the results are stored; the next mirror or sync() writes them
         log.warning("Optuna view of study %s not updated (the next mirror retries): %s", study_id, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
@@ -22,10 +23,22 @@ _DATA_CACHE: dict[str, Any] = {}
 
 
 def dispatch_trials(storage: Storage, executor: Executor, trial_ids: Sequence[int]) -> None:
-    """Send trials to the queue and record when (the reaper re-sends what the broker lost)."""
-    if trial_ids:
+    """Send trials to the queue, recording when (the reaper re-sends what the broker lost).
+
+    The time is recorded before the messages go: a worker that receives one claims the trial at
+    once, and a claim must never wait for this update's row locks (sent first, the hundreds of
+    claims at a stage's start queued behind the one transaction that marks the whole stage).
+    When sending fails, the mark is taken back: the reaper re-sends what was never enqueued.
+    """
+    if not trial_ids:
+        return
+    storage.mark_enqueued(trial_ids)
+    try:
         executor.dispatch(trial_ids)
-        storage.mark_enqueued(trial_ids)
+    except BaseException:
+        with contextlib.suppress(Exception):  # the send's error is the one to report
+            storage.mark_enqueued(trial_ids, enqueued=False)
+        raise
 
 
 def execute_trial(

@@ -31,7 +31,6 @@ from ._errors import StorageError
 
 __all__ = [
     "BUSY_TIMEOUT_S",
-    "FINISH_LOCK_CLASS",
     "LOCK_CLASS",
     "advisory_lock",
     "advisory_lock_expr",
@@ -44,14 +43,13 @@ __all__ = [
     "read_engine",
     "redact",
     "sqlite_begin_immediate",
+    "try_advisory_lock",
 ]
 
 BUSY_TIMEOUT_S = 30.0
 """How long a SQLite connection waits for the write lock before "database is locked"."""
 
 LOCK_CLASS = 0x68706F31
-FINISH_LOCK_CLASS = LOCK_CLASS + 1
-"""Serialises the finishes of one study's trials (see ``Storage.finish``)."""
 """First key of hpo's PostgreSQL advisory locks (``'hpo1'``); the second key names the object."""
 
 _BEGIN_OPTION = "hpo_sqlite_begin"
@@ -269,6 +267,17 @@ def advisory_lock(conn: Connection, key: int, lock_class: int = LOCK_CLASS) -> N
     """
     if conn.dialect.name != "sqlite":
         conn.execute(sa.select(advisory_lock_expr(key, lock_class)))
+
+
+def try_advisory_lock(conn: Connection, key: int, lock_class: int = LOCK_CLASS) -> bool:
+    """:func:`advisory_lock` if no other transaction holds it, else False at once (no wait).
+
+    SQLite: True, its ``BEGIN IMMEDIATE`` transaction holds the database already.
+    """
+    if conn.dialect.name == "sqlite":
+        return True
+    key_, class_ = sa.cast(key, sa.Integer), sa.cast(lock_class, sa.Integer)
+    return bool(conn.execute(sa.select(sa.func.pg_try_advisory_xact_lock(class_, key_))).scalar_one())
 
 
 def advisory_lock_expr(key: Any, lock_class: int = LOCK_CLASS) -> sa.ColumnElement[Any]:

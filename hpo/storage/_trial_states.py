@@ -23,7 +23,6 @@ from sqlalchemy.engine import Connection
 
 from ._base import DEFAULT_MAX_ATTEMPTS, S, T
 from ._clock import db_now
-from ._engine import FINISH_LOCK_CLASS, advisory_lock_expr
 from ._models import StudyState, TrialState
 from ._queries import Queries
 from ._rows import StudyProgress, StudyRow, TrialOutcome, TrialRow, dumps, intermediate_to_json, row_from
@@ -79,14 +78,12 @@ def _claim_statement(postgresql: bool, by_queue: bool) -> Any:
 
 
 @functools.cache
-def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
+def _finish_statement(with_attempt: bool) -> Any:
     """:meth:`TrialStates.finish`'s statement, built once.
 
     Binds ``trial_id``, ``held_worker`` (and ``held_attempt``) and ``final_<column>`` for every
     field of :class:`TrialOutcome` (its column of the same name; ``None`` keeps what the last
-    heartbeat stored where the field says so). On PostgreSQL its ``RETURNING`` also takes the
-    per-study lock that serialises finishes (:data:`FINISH_LOCK_CLASS`): it runs after the row's
-    update, and the progress read that follows starts its snapshot once the lock is held.
+    heartbeat stored where the field says so).
     """
     held = [
         T.c.id == sa.bindparam("trial_id"),
@@ -102,9 +99,7 @@ def _finish_statement(postgresql: bool, with_attempt: bool) -> Any:
         final[f.name] = sa.func.coalesce(bound, column) if f.name in TrialOutcome.kept_when_none() else bound
     # The final model supersedes the rolling checkpoint: the worker removes that artifact after.
     ended = {"checkpoint": None, "checkpoint_epoch": None, "finished_at": db_now(), "lease_expires_at": None}
-    stmt = sa.update(T).where(*held).values(**final, **ended)
-    lock = [advisory_lock_expr(T.c.study_id, FINISH_LOCK_CLASS)] if postgresql else []
-    return stmt.returning(T.c.study_id, *lock)
+    return sa.update(T).where(*held).values(**final, **ended).returning(T.c.study_id)
 
 
 def held_claim(trial_id: int, worker: str, attempt: int | None) -> list[Any]:
@@ -252,9 +247,17 @@ class TrialStates(Queries):
         late worker whose lease was taken over, changes nothing and gets ``None``. The trial is
         written to the Optuna study later, in a batch, by :meth:`mirror`.
 
-        The progress is read in the same transaction, after a lock that serialises the finishes
-        of the study's trials: of two trials finishing together, the later one sees both
-        finished, so the last trial of a stage always sees the stage done.
+        The progress is read once the result is committed (on SQLite, whose write transactions
+        run one at a time, in the same transaction), in a snapshot of its own: of two trials
+        finishing together, the one whose read comes later reads after both commits and sees
+        both finished, so the last trial of a stage always sees the stage done, and no finish
+        waits for another's (a lock held from the update to the commit made those of one study
+        queue behind each other: with 32 pool processes, most of a no-op trial's finish was that
+        wait). Both may see it done; ``Storage.advance``'s compare-and-set lets one move on.
+
+        A database that fails between the commit and that read raises :class:`StorageError`,
+        as one that fails before it; the result is stored then, and a second call returns
+        ``None`` (the reaper's pass advances the study).
 
         Args:
             trial_id: The trial.
@@ -271,12 +274,18 @@ class TrialStates(Queries):
         params |= {f"final_{column}": value for column, value in outcome.columns().items()}
         if attempt is not None:
             params["held_attempt"] = attempt
-        with self._write() as conn:
-            statement = _finish_statement(not self.is_sqlite, attempt is not None)
-            row = conn.execute(statement, params).first()
+        statement = _finish_statement(attempt is not None)
+        if self.is_sqlite:
+            with self._write() as conn:
+                row = conn.execute(statement, params).first()
+                return None if row is None else self._progress(conn, row.study_id)
+        with self._errors(), self.engine.connect() as conn:
+            with conn.begin():
+                row = conn.execute(statement, params).first()
             if row is None:
                 return None
-            return self._progress(conn, row.study_id)
+            with conn.begin():  # READ COMMITTED: a snapshot taken after the commit above
+                return self._progress(conn, row.study_id)
 
     # -- claims given up ---------------------------------------------------------------------
 
@@ -400,8 +409,9 @@ class TrialStates(Queries):
 
     # -- delivery through a message queue ----------------------------------------------------
 
-    def mark_enqueued(self, trial_ids: Iterable[int]) -> int:
-        """Record that these PENDING trials were just put on a message queue.
+    def mark_enqueued(self, trial_ids: Iterable[int], *, enqueued: bool = True) -> int:
+        """Record that these PENDING trials are being put on a message queue (now), or, with
+        ``enqueued=False``, that they were not after all (the send failed): never enqueued.
 
         Returns:
             How many were PENDING (and so marked).
@@ -413,7 +423,7 @@ class TrialStates(Queries):
             result = conn.execute(
                 sa.update(T)
                 .where(T.c.id.in_(ids), T.c.state == TrialState.PENDING.value)
-                .values(enqueued_at=db_now())
+                .values(enqueued_at=db_now() if enqueued else None)
             )
         return int(result.rowcount or 0)
 

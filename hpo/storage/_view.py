@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from . import _optuna_mirror as optuna_mirror
 from ._base import FINISHED, G, S, T
-from ._engine import advisory_lock, exclusive
+from ._engine import advisory_lock, exclusive, try_advisory_lock
 from ._errors import StudyExistsError
 from ._queries import Queries
 from ._rows import StageRow, StudyRow, TrialRow, row_from
@@ -100,7 +100,7 @@ class View(Queries):
             sa.update(S).where(S.c.id == study_id).values(optuna_study_id=optuna_id, optuna_link=link)
         )
 
-    def mirror(self, study_id: int, *, repair: bool = False) -> int:
+    def mirror(self, study_id: int, *, repair: bool = False, wait: bool = True) -> int:
         """Write the study's finished, unmirrored trials into its Optuna study, in one transaction.
 
         The Optuna rows and hpo's record of them (``optuna_trial_id``) commit together, so a trial
@@ -114,6 +114,9 @@ class View(Queries):
             repair: Look every unmirrored trial up in Optuna by ``user_attrs["hpo_trial_id"]``
                 first, and link the ones found instead of writing them again (for databases where
                 a trial was written without being recorded; :meth:`sync` sets it).
+            wait: False returns 0 at once, writing nothing, when another process is mirroring
+                this study (PostgreSQL): it writes these trials, or its next mirror will. For
+                the mirrors made while a stage runs; the one at a stage's end waits.
 
         Returns:
             Number of Optuna trials written.
@@ -123,7 +126,7 @@ class View(Queries):
             StorageError: The Optuna study is missing (:meth:`sync` re-creates it) or the database
                 refused the rows.
         """
-        return self._mirror(study_id, repair=repair, relink=False)
+        return self._mirror(study_id, repair=repair, relink=False, wait=wait)
 
     def sync(self, study_id: int) -> int:
         """Mirror every finished trial of a study that is missing from its Optuna study.
@@ -142,7 +145,7 @@ class View(Queries):
         self._ensure_optuna_study(self.get_study_by_id(study_id), verify=True)
         return self._mirror(study_id, repair=True, relink=True)
 
-    def _mirror(self, study_id: int, *, repair: bool, relink: bool) -> int:
+    def _mirror(self, study_id: int, *, repair: bool, relink: bool, wait: bool = True) -> int:
         """:meth:`mirror`; with ``relink``, first forget the Optuna trials that are gone, in the
         same transaction (under the same lock, so no other mirror writes them meanwhile)."""
         study = self._ensure_optuna_study(self.get_study_by_id(study_id))
@@ -152,7 +155,10 @@ class View(Queries):
             T.c.study_id == study_id, T.c.state.in_(FINISHED), T.c.optuna_trial_id.is_(None)
         )
         with self._errors(), self._write() as conn:
-            advisory_lock(conn, study_id)
+            if wait:
+                advisory_lock(conn, study_id)
+            elif not try_advisory_lock(conn, study_id):
+                return 0  # another process is writing them (it waits for no one either)
             if relink:
                 self._forget_lost(conn, study_id, optuna_id)
             rows = [row_from(TrialRow, m) for m in conn.execute(query.order_by(T.c.number)).mappings()]

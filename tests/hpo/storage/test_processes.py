@@ -81,3 +81,59 @@ def test_four_processes_finish_every_trial_exactly_once(backend: str, request: p
         assert all(t.optuna_trial_id is not None for t in storage.trials(study.id))
     finally:
         storage.delete_study(name)
+
+
+ROUNDS = 25
+
+
+def _finish_together(url: str, study_ids: list[int], worker: str, barrier: Any, queue: Any) -> None:
+    """For each study (of two trials): claim one, wait for the other process, finish at once;
+    report what each finish's progress said was left unfinished."""
+    try:
+        storage = Storage(url)
+        left: list[int] = []
+        for study_id in study_ids:
+            trial = storage.claim_next(study_id, worker, 60)
+            assert trial is not None
+            barrier.wait(30)
+            progress = storage.finish(trial.id, worker, TrialOutcome("COMPLETE", 0.5), attempt=1)
+            assert progress is not None
+            left.append(progress.unfinished)
+        queue.put((left, None))
+    except BaseException:
+        queue.put(([], traceback.format_exc()))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_of_two_trials_finishing_together_one_sees_the_stage_done(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    """The last trials of a stage finish at the same moment, ROUNDS times: in every round at least
+    one of the two finishes reads the stage done (none unfinished), so the study always moves on
+    without waiting for the reaper. Both finishes are committed before either process reads."""
+    if backend == "sqlite":
+        storage = Storage(str(request.getfixturevalue("sqlite_url")))
+        storage.upgrade()
+    else:
+        storage = request.getfixturevalue("shared_pg_storage")
+    names = [f"pair-{uuid.uuid4().hex[:10]}" for _ in range(ROUNDS)]
+    ids = [storage.create_study(name, "{}", "h", "maximize", draft(0, 2, 0))[0].id for name in names]
+    ctx = multiprocessing.get_context("spawn")
+    queue, barrier = ctx.Queue(), ctx.Barrier(2)
+    args = [(storage.url, ids, f"proc-{i}", barrier, queue) for i in range(2)]
+    procs = [ctx.Process(target=_finish_together, args=a) for a in args]
+    try:
+        for p in procs:
+            p.start()
+        results = [queue.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(30)
+        errors = [err for _, err in results if err]
+        assert errors == [], errors[0]
+        (a, _), (b, _) = results
+        assert len(a) == len(b) == ROUNDS
+        assert all(min(x, y) == 0 for x, y in zip(a, b, strict=True)), list(zip(a, b, strict=True))
+    finally:
+        for name in names:
+            storage.delete_study(name)
