@@ -76,6 +76,20 @@ class StorageBase:
             yield conn
 
     @contextlib.contextmanager
+    def _statements(self) -> Iterator[Connection]:
+        """A connection on which each statement is its own transaction (PostgreSQL's autocommit):
+        for writes of one statement, which then cost one round trip, not three (``BEGIN``, the
+        statement, ``COMMIT``), and for a read that must see what committed before it. SQLite:
+        a write transaction (:meth:`_write`), in which the statements run one at a time anyway."""
+        if self.is_sqlite:
+            with self._write() as conn:
+                yield conn
+            return
+        # The pool puts the connection back to its default isolation level when it is returned.
+        with self._errors(), self.engine.connect() as conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextlib.contextmanager
     def _read(self) -> Iterator[Connection]:
         """A read-only transaction (deferred on SQLite: it never waits for writers)."""
         with self._errors(), read_engine(self.engine).connect() as conn:

@@ -190,7 +190,7 @@ class TrialStates(Queries):
         if queues is not None:
             params["claim_queues"] = list(queues)
         sqlite = self.is_sqlite
-        with self._write() as conn:
+        with self._statements() as conn:  # PostgreSQL: one statement, its own transaction
             m = conn.execute(_claim_statement(not sqlite, queues is not None), params).mappings().first()
             if m is None:
                 return None
@@ -247,13 +247,14 @@ class TrialStates(Queries):
         late worker whose lease was taken over, changes nothing and gets ``None``. The trial is
         written to the Optuna study later, in a batch, by :meth:`mirror`.
 
-        The progress is read once the result is committed (on SQLite, whose write transactions
-        run one at a time, in the same transaction), in a snapshot of its own: of two trials
-        finishing together, the one whose read comes later reads after both commits and sees
-        both finished, so the last trial of a stage always sees the stage done, and no finish
-        waits for another's (a lock held from the update to the commit made those of one study
-        queue behind each other: with 32 pool processes, most of a no-op trial's finish was that
-        wait). Both may see it done; ``Storage.advance``'s compare-and-set lets one move on.
+        The update is a transaction of its own, and the progress is read once it is committed,
+        in a snapshot of its own (SQLite, whose write transactions run one at a time: in the same
+        transaction). Of two trials finishing together, the one whose read comes later reads
+        after both commits and sees both finished, so the last trial of a stage always sees the
+        stage done, and no finish waits for another's (a lock held from the update to the commit
+        made those of one study queue behind each other: with 32 pool processes, most of a no-op
+        trial's finish was that wait). Both may see it done; ``Storage.advance``'s
+        compare-and-set lets one of them move the study on.
 
         A database that fails between the commit and that read raises :class:`StorageError`,
         as one that fails before it; the result is stored then, and a second call returns
@@ -274,18 +275,12 @@ class TrialStates(Queries):
         params |= {f"final_{column}": value for column, value in outcome.columns().items()}
         if attempt is not None:
             params["held_attempt"] = attempt
-        statement = _finish_statement(attempt is not None)
-        if self.is_sqlite:
-            with self._write() as conn:
-                row = conn.execute(statement, params).first()
-                return None if row is None else self._progress(conn, row.study_id)
-        with self._errors(), self.engine.connect() as conn:
-            with conn.begin():
-                row = conn.execute(statement, params).first()
+        with self._statements() as conn:
+            row = conn.execute(_finish_statement(attempt is not None), params).first()
             if row is None:
                 return None
-            with conn.begin():  # READ COMMITTED: a snapshot taken after the commit above
-                return self._progress(conn, row.study_id)
+            # PostgreSQL: committed already, and this read's snapshot is taken after that.
+            return self._progress(conn, row.study_id)
 
     # -- claims given up ---------------------------------------------------------------------
 
