@@ -20,10 +20,11 @@ train nothing). Two kinds:
 
 Reported per run: trials/s (from the first submission to the last study's end), claim and finish
 latency (the ``Storage.claim_with_study`` and ``Storage.finish`` calls, p50/p99, from the line each
-worker logs per trial), the database connections in use (peak, from ``pg_stat_activity``), Redis
-memory (peak growth of ``used_memory``) and queue length, connection errors in the workers' logs,
-and the invariants I1-I5 of every study at the end (lost, duplicated and stale trials, results
-that do not match their parameters, the Optuna view, attempts and reasons).
+worker logs per trial; and the first claim of each pool process, median and max), the database
+connections in use (peak, from ``pg_stat_activity``), Redis memory (peak growth of ``used_memory``)
+and queue length, connection errors in the workers' logs, and the invariants I1-I5 of every study
+at the end (lost, duplicated and stale trials, results that do not match their parameters, the
+Optuna view, attempts and reasons).
 
 Before the sweep, in the same run: the per-trial overhead of ``bench/queue.py`` (today's measure:
 one worker, concurrency 1, trivially cheap training) and the cost per no-op trial of Optuna's own
@@ -63,6 +64,8 @@ _TIMING = re.compile(
     r"trial (\d+) of study (\S+) (\S+(?: \S+)?): claim ([\d.]+) ms, run ([\d.]+) s, "
     r"finish ([\d.]+) ms, advance ([\d.]+) ms"
 )
+# A pool process's name in its log lines (per worker log: ForkPoolWorker-N), then its timing.
+_PROCESS_TIMING = re.compile(r"INFO/(ForkPoolWorker-\d+)\] " + _TIMING.pattern)
 _CONNECTION_ERRORS = re.compile(
     r"too many clients|QueuePool limit|OperationalError|connection (?:refused|reset)|"
     r"server closed the connection|ConnectionError|could not connect",
@@ -187,6 +190,19 @@ def _workers(bq: Any, broker: str, db: str, processes: int, logs: Path) -> Itera
         yield paths
 
 
+def _first_claims(texts: list[str]) -> list[float]:
+    """The claim time of each pool process's first trial (one per process of each worker log):
+    a first claim that opened the process's connection shows here, not in the others."""
+    firsts: list[float] = []
+    for text in texts:
+        seen: set[str] = set()
+        for m in _PROCESS_TIMING.finditer(text):
+            if m.group(1) not in seen:
+                seen.add(m.group(1))
+                firsts.append(float(m.group(5)))
+    return firsts
+
+
 def _ping(app: Any) -> list[Any]:
     try:
         return list(app.control.ping(timeout=1.0) or [])
@@ -231,8 +247,10 @@ def _run(
         wall = time.perf_counter() - start
         resources = sampler.summary()
         time.sleep(1.0)  # the last workers' log lines
-        text = "\n".join(p.read_text(errors="replace") for p in logs)
+        texts = [p.read_text(errors="replace") for p in logs]
+        text = "\n".join(texts)
     timings = [m.groups() for m in _TIMING.finditer(text)]
+    first_claims = _first_claims(texts)
     errors = [line for line in text.splitlines() if _CONNECTION_ERRORS.search(line)]
     checks = [check_invariants(storage, n) for n in names]
     for n in names:
@@ -252,6 +270,7 @@ def _run(
             "p50": _pct([float(t[3]) for t in timings], 0.5),
             "p99": _pct([float(t[3]) for t in timings], 0.99),
         },
+        "first_claim_ms": {"p50": _pct(first_claims, 0.5), "max": max(first_claims, default=0.0)},
         "finish_ms": {
             "p50": _pct([float(t[5]) for t in timings], 0.5),
             "p99": _pct([float(t[5]) for t in timings], 0.99),
@@ -455,7 +474,8 @@ def main() -> None:
             claim, finish = run["claim_ms"], run["finish_ms"]
             print(
                 f"{kind:>5} P={p:>2}: {run['trials']} trials in {run['wall_s']:.1f} s = "
-                f"{run['trials_per_s']:.1f}/s; claim p50/p99 {claim['p50']}/{claim['p99']} ms, finish "
+                f"{run['trials_per_s']:.1f}/s; claim p50/p99 {claim['p50']}/{claim['p99']} ms "
+                f"(first per process: max {run['first_claim_ms']['max']} ms), finish "
                 f"{finish['p50']}/{finish['p99']} ms; worker connections {run['worker_connections_peak']} "
                 f"(database {run['db_connections_peak']}, errors {run['connection_errors']}); redis "
                 f"+{run['redis_memory_growth_peak_mb']} MB; lost {inv['lost']} dup {inv['duplicated']} "

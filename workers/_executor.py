@@ -21,7 +21,7 @@ from hpo.storage import Storage
 from ._messages import TASK_NAME, MessageError, decode_message
 from .app import node_name, settings_of
 
-__all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for"]
+__all__ = ["CeleryExecutor", "executor_for", "make_executor", "storage_for", "storage_for_url"]
 
 _TASK_ID_PREFIX = "hpo-trial-"
 
@@ -150,13 +150,14 @@ def make_executor(broker_url: str, database_url: str, queue: str | None = None) 
 
 
 @cache
-def _storage(url: str) -> Storage:
+def storage_for_url(url: str) -> Storage:
+    """The storage of this database URL (one per process)."""
     return Storage(url)
 
 
 def storage_for(app: Celery) -> Storage:
     """The storage of this app's database (one per process)."""
-    return _storage(settings_of(app).database_url)
+    return storage_for_url(settings_of(app).database_url)
 
 
 _executors: dict[int, CeleryExecutor] = {}

@@ -6,6 +6,7 @@ created on first attribute access, never by importing this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -46,6 +47,7 @@ _NODE_NAME_MAX = 200
 # This worker's node name, recorded in its main process: the pool processes forked from it
 # inherit it and name it next to their own id (what `hpo_trials.worker` holds).
 _node: str | None = None
+_database_url: str | None = None  # set by the main process before it forks its pool
 
 
 def worker_id() -> str:
@@ -180,13 +182,14 @@ def __getattr__(name: str) -> Any:
 def _prepare_worker(sender: Any = None, **_: Any) -> None:
     import importlib
 
-    global _node
+    global _node, _database_url
     _node = sender.hostname
 
     from hpo.orchestration import check_database_shareable
     from hpo.storage import Storage
 
     settings = settings_of(sender.app)
+    _database_url = settings.database_url
     try:
         check_database_shareable(settings.database_url)
         # A worker that cannot use the database would take messages and drop them: it refuses to
@@ -213,6 +216,14 @@ def _pool_process_init(**_: Any) -> None:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
+    # Its database connection opened now, not by its first trial's claim, which it cost ~125 ms
+    # (~235 ms with 32 pool processes starting at once: bench/scale.py's claim p99 was those
+    # first claims). One that fails here is the first claim's to retry and report.
+    if _database_url is not None:
+        from ._executor import storage_for_url
+
+        with contextlib.suppress(Exception):
+            storage_for_url(_database_url).connect()
     # The one line that ties a trial's claim (`hpo_trials.worker`) to the node flower shows.
     log.info("trial worker %s is a pool process of %s", worker_id(), _node)
 

@@ -88,6 +88,17 @@ class Storage(Lifecycle):
                 f"database {redact(self.url)} has no Optuna tables: upgrade it (hpo db upgrade)"
             )
 
+    def connect(self) -> None:
+        """Open this process's connection to the database now (one round trip on it), so that
+        the first statement that needs it does not pay for opening it: ~125 ms for the engine,
+        the connection and the dialect's first look at the server, against ~1 ms for a claim.
+
+        Raises:
+            StorageError: The database cannot be reached.
+        """
+        with self._read() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
     def dispose(self) -> None:
         """Close this process's connections to the database (hpo's and Optuna's engines).
 

@@ -9,6 +9,30 @@ from hpo.storage import Storage
 from tests.workers.conftest import ConnectionPeaks, Workers, hpo, wait_for, write_synthetic_study
 
 
+def test_pool_processes_connect_when_they_start_not_in_their_first_claim(workers: Workers) -> None:
+    """Opening a connection is ~125 ms (~235 ms with 32 processes starting together), a claim
+    ~1 ms: a pool process opens its own before it takes a message, so no trial's claim pays."""
+    import sqlalchemy as sa
+
+    (w,) = workers.start(1, concurrency=4)
+    workers.wait_ready(w, concurrency=4)
+    engine = sa.create_engine(workers.db, poolclass=sa.pool.NullPool)
+    query = sa.text(
+        "SELECT count(*) FROM pg_stat_activity"
+        " WHERE application_name = 'hpo-worker' AND datname = current_database()"
+    )
+    try:
+
+        def connected() -> bool:
+            with engine.connect() as conn:
+                return int(conn.execute(query).scalar_one()) >= 4
+
+        # No trial was sent: the four pool processes' own connections (and the main process's).
+        wait_for(connected, 15, "a connection of each pool process")
+    finally:
+        engine.dispose()
+
+
 def test_each_pool_process_holds_at_most_one_connection(
     tmp_path: Path, workers: Workers, storage: Storage, study_name: str
 ) -> None:
