@@ -30,6 +30,7 @@ def test_a_tiny_run_reports_throughput_latency_connections_and_sound_studies(
     assert run["logged_trials"] == run["trials"]  # every trial's timing line was read
     assert run["trials_per_s"] > 0 and run["claim_ms"]["p99"] >= run["claim_ms"]["p50"] > 0
     assert run["first_claim_ms"]["max"] >= run["first_claim_ms"]["p50"] > 0  # one per pool process
+    assert run["later_claim_ms"]["p99"] >= run["later_claim_ms"]["p50"] > 0
     assert run["connection_errors"] == 0
     # Workers: one connection per pool process, and one for each worker's main process.
     assert 1 <= run["worker_connections_peak"] <= run["processes"] + run["workers"]
