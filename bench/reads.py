@@ -134,7 +134,7 @@ def _finish_batch(storage: Storage, study_id: int, ids: list[int]) -> None:
     from hpo.storage._trial_states import _claim_statement, _finish_statement
 
     postgresql = not storage.is_sqlite
-    claim, finish = _claim_statement(postgresql, False), _finish_statement(postgresql, True)
+    claim, finish = _claim_statement(postgresql, False), _finish_statement(True)
     with storage._write() as conn:
         for trial_id in ids:
             row = conn.execute(claim, {"trial_id": trial_id, "claim_worker": "bench", "claim_lease": 600.0})
