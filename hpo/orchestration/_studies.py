@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from ..spec import StudySpec
 from ..storage import Storage, StudyRow, TrialRow
-from ._proposals import first_stage_draft
 
 if TYPE_CHECKING:
     import engine
@@ -82,6 +81,10 @@ def submit_study(
         StudyExistsError: a different spec exists under the same name.
         ArtifactStoreError: The artifact store is malformed, unreachable or not writable.
     """
+    # Here, not at the top: the samplers import Optuna (~0.2 s), which the read commands
+    # (hpo best, hpo status), importing this module, never need.
+    from ._proposals import first_stage_draft
+
     store = check_artifact_store(storage.url, artifacts)
     return storage.create_study(
         spec.name or "",
