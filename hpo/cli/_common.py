@@ -33,6 +33,7 @@ __all__ = [
     "WorkerDbOption",
     "WorkersOption",
     "check_broker_option",
+    "counted",
     "emit",
     "fmt_value",
     "open_storage",
@@ -177,6 +178,11 @@ def open_storage(db: str | None, *, create: bool = False) -> Storage:
     else:
         storage.check_schema()
     return storage
+
+
+def counted(n: int, noun: str) -> str:
+    """``n`` and the noun, plural unless ``n`` is 1: ``counted(1, "stage")`` is ``"1 stage"``."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def fmt_value(v: Any) -> str:

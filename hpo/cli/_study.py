@@ -20,6 +20,7 @@ from ._common import (
     SetOption,
     WorkerDbOption,
     WorkersOption,
+    counted,
     open_storage,
 )
 from ._console import err_console, out_console
@@ -71,8 +72,9 @@ def submit(
     err = err_console()
     if created:
         err.print(
-            f"study [bold]{study.name}[/]: {spec.total_trials} trials in {len(spec.search.stages)} stages, "
-            f"sampler {spec.search.sampler}, {n} local workers"
+            f"study [bold]{study.name}[/]: {counted(spec.total_trials, 'trial')} in "
+            f"{counted(len(spec.search.stages), 'stage')}, sampler {spec.search.sampler}, "
+            f"{counted(n, 'local worker')}"
         )
     else:
         err.print(
@@ -139,8 +141,8 @@ def _submit_remote(
             storage, executor, [t.id for t in storage.trials(study.id, states=(TrialState.PENDING,))]
         )
         err.print(
-            f"study [bold]{study.name}[/]: {spec.total_trials} trials in {len(spec.search.stages)} stages, "
-            f"queued on {redact_url(broker)}",
+            f"study [bold]{study.name}[/]: {counted(spec.total_trials, 'trial')} in "
+            f"{counted(len(spec.search.stages), 'stage')}, queued on {redact_url(broker)}",
             highlight=False,
         )
     else:
@@ -397,8 +399,8 @@ def validate(
             f"train/val/test rows, {split.input_size} features, {split.num_classes} classes"
         )
     err_console().print(
-        f"{loaded.source}: ok: study {spec.name}, {spec.total_trials} trials "
-        f"in {len(spec.search.stages)} stages, "
+        f"{loaded.source}: ok: study {spec.name}, {counted(spec.total_trials, 'trial')} "
+        f"in {counted(len(spec.search.stages), 'stage')}, "
         f"parameters {', '.join(spec.search.parameters)}{summary}",
         highlight=False,
     )

@@ -437,7 +437,7 @@ def _hpo_stdin(text: str, *args: str, timeout: float = 120) -> subprocess.Comple
 def test_validate_dash_reads_standard_input() -> None:
     proc = _hpo_stdin(BASE, "validate", "-")
     assert proc.returncode == 0, proc.stderr
-    assert "ok: study s1, 4 trials in 1 stages" in proc.stderr
+    assert "ok: study s1, 4 trials in 1 stage," in proc.stderr
     proc = _hpo_stdin(BASE.replace("epochs: 2", "epochs: 0x1"), "validate", "-")
     assert proc.returncode == 2
     assert proc.stderr.startswith(
